@@ -1,0 +1,101 @@
+"""Configuration: parsed once from the environment into a frozen dataclass."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+class ConfigError(ValueError):
+    """A variable has a value Orca cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of a manager or worker process (see README's configuration table)."""
+
+    manager_host: str = "127.0.0.1"
+    manager_port: int = 5555
+    worker_host: str = "127.0.0.1"
+    worker_port: int = 5556
+    worker_count: int = 2
+    workers: tuple[str, ...] = ()
+    worker_name: str = ""
+    log_level: str = "info"
+    scheduler: str = "round-robin"
+    dispatch_interval: float = 1.0
+    sync_interval: float = 0.5
+    stats_interval: float = 2.0
+    down_after: int = 3
+    stop_timeout: int = 10
+    start_threads: int = 8
+    http_threads: int = 16
+    docker_host: str = "unix:///var/run/docker.sock"
+    docker_timeout: float = 60.0
+    request_timeout: float = 5.0
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def worker_address(self, index: int = 0) -> str:
+        """host:port of the index-th worker of this process."""
+        return f"{self.worker_host}:{self.worker_port + index}"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _workers(raw: str) -> tuple[str, ...]:
+    addresses = tuple(a.strip() for a in raw.split(",") if a.strip())
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ConfigError(f"ORCA_WORKERS entry {address!r} must be host:port")
+    return addresses
+
+
+def from_env(env: Mapping[str, str]) -> Config:
+    """Build a Config from environment variables, validating each; raise ConfigError."""
+    level = env.get("ORCA_LOG_LEVEL", "info").strip().lower() or "info"
+    if not isinstance(logging.getLevelName(level.upper()), int):
+        raise ConfigError(f"ORCA_LOG_LEVEL must be debug, info, warning or error, got {level!r}")
+    return Config(
+        manager_host=env.get("ORCA_MANAGER_HOST", "").strip() or "127.0.0.1",
+        manager_port=_int(env, "ORCA_MANAGER_PORT", 5555, 0, 65535),
+        worker_host=env.get("ORCA_WORKER_HOST", "").strip() or "127.0.0.1",
+        worker_port=_int(env, "ORCA_WORKER_PORT", 5556, 0, 65535),
+        worker_count=_int(env, "ORCA_WORKER_COUNT", 2, 0, 64),
+        workers=_workers(env.get("ORCA_WORKERS", "")),
+        worker_name=env.get("ORCA_WORKER_NAME", "").strip(),
+        log_level=level,
+        scheduler=env.get("ORCA_SCHEDULER", "").strip() or "round-robin",
+        dispatch_interval=_float(env, "ORCA_DISPATCH_INTERVAL", 1.0, 0.05, 60),
+        sync_interval=_float(env, "ORCA_SYNC_INTERVAL", 0.5, 0.05, 60),
+        stats_interval=_float(env, "ORCA_STATS_INTERVAL", 2.0, 0.1, 600),
+        down_after=_int(env, "ORCA_DOWN_AFTER", 3, 1, 1000),
+        stop_timeout=_int(env, "ORCA_STOP_TIMEOUT", 10, 0, 600),
+        start_threads=_int(env, "ORCA_START_THREADS", 8, 1, 128),
+        http_threads=_int(env, "ORCA_HTTP_THREADS", 16, 1, 256),
+        docker_host=env.get("DOCKER_HOST", "").strip() or "unix:///var/run/docker.sock",
+    )

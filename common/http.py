@@ -1,0 +1,146 @@
+"""JSON-only Flask apps and an in-process waitress server that shuts down cleanly."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from waitress.server import create_server
+from werkzeug.exceptions import HTTPException
+
+from task import Conflict, NotFound, OrcaError, Unavailable, ValidationError, WorkerRejected
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024
+
+
+class UnsupportedMediaType(OrcaError):
+    """The body is not declared as JSON."""
+
+
+# The one mapping from Orca's errors to HTTP statuses.
+STATUS_BY_ERROR: tuple[tuple[type[OrcaError], int], ...] = (
+    (ValidationError, 400),
+    (UnsupportedMediaType, 415),
+    (WorkerRejected, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Unavailable, 503),
+)
+
+
+def status_for(error: OrcaError) -> int:
+    """Return the HTTP status of an Orca error (500 for one with no mapping)."""
+    for kind, status in STATUS_BY_ERROR:
+        if isinstance(error, kind):
+            return status
+    return 500
+
+
+def error_response(message: str, status: int) -> tuple[Response, int]:
+    """A JSON error body `{"error": message}` with `status`."""
+    return jsonify(error=message), status
+
+
+def create_json_app(name: str) -> Flask:
+    """Return a Flask app whose every error, including 404/405/413 and crashes, is JSON."""
+    app = Flask(name)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.json.sort_keys = False
+    app.url_map.strict_slashes = False
+
+    @app.errorhandler(OrcaError)
+    def _orca_error(error: OrcaError):
+        status = status_for(error)
+        if status >= 500 and not isinstance(error, Unavailable):
+            log.exception("%s %s failed", request.method, request.path)
+        else:
+            log.info("%s %s -> %d: %s", request.method, request.path, status, error)
+        return error_response(str(error), status)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        messages = {404: f"no route {request.path}", 405: f"method {request.method} not allowed on {request.path}",
+                    413: f"request body larger than {MAX_BODY} bytes"}
+        return error_response(messages.get(error.code, error.description or error.name), error.code or 500)
+
+    @app.errorhandler(Exception)
+    def _crash(error: Exception):
+        log.exception("%s %s crashed", request.method, request.path)
+        return error_response("internal error", 500)
+
+    return app
+
+
+def json_body() -> Any:
+    """Return the request's JSON body, or raise: 415 when it is not JSON, 400 when malformed."""
+    if not request.is_json:
+        raise UnsupportedMediaType("request body must be JSON (Content-Type: application/json)")
+    raw = request.get_data(cache=False)
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValidationError(f"malformed JSON: {exc}"[:200]) from None
+
+
+def query_float(name: str, default: float | None, low: float, high: float) -> float | None:
+    """Parse a numeric query parameter, raising ValidationError that names it."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValidationError(f"query parameter {name} must be a number") from None
+    if not low <= value <= high:
+        raise ValidationError(f"query parameter {name} must be between {low:g} and {high:g}")
+    return value
+
+
+class Server:
+    """A waitress server running one WSGI app in a background thread.
+
+    waitress' close() alone leaves worker threads and keep-alive connections behind, so
+    close() here also shuts the task dispatcher down and closes every open channel.
+    """
+
+    def __init__(self, app: Flask, host: str, port: int, threads: int = 16, name: str = "http") -> None:
+        self._server = create_server(app, host=host, port=port, threads=threads,
+                                     channel_timeout=30, ident="orca", clear_untrusted_proxy_headers=True)
+        self._thread = threading.Thread(target=self._run, name=f"{name}-server", daemon=True)
+        self._closed = False
+        self.host = host
+        self.port = self._server.effective_port
+
+    @property
+    def address(self) -> str:
+        """host:port this server listens on."""
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> None:
+        """Start serving in a background thread."""
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except Exception:  # a closed socket during shutdown ends the loop
+            if not self._closed:
+                log.exception("server on %s stopped", self.address)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop listening, close open connections and join every server thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._server.close()
+        for channel in list(self._server._map.values()):
+            try:
+                channel.close()
+            except OSError:
+                pass
+        self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=timeout)
+        self._thread.join(timeout)

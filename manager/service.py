@@ -1,0 +1,54 @@
+"""Wiring of the manager: Manager, worker client, scheduler, HTTP server, periodic jobs."""
+from __future__ import annotations
+
+import logging
+
+from common.config import Config
+from common.http import Server
+from common.jobs import Jobs
+from manager.api import create_app
+from manager.client import WorkerClient
+from manager.manager import Manager
+from scheduler import get_scheduler
+
+log = logging.getLogger(__name__)
+
+
+class ManagerService:
+    """The manager process part: serves the API and runs dispatch and sync passes."""
+
+    def __init__(self, config: Config, workers: list[str]) -> None:
+        client = WorkerClient(connect_timeout=1.0, read_timeout=config.request_timeout)
+        self.manager = Manager(workers, client, get_scheduler(config.scheduler), config.down_after)
+        self.server = Server(create_app(self.manager), config.manager_host, config.manager_port,
+                             threads=config.http_threads, name="manager")
+        self.jobs = Jobs("manager", threads=4)
+        self.jobs.add("sync_nodes", self.manager.sync_nodes, config.stats_interval)
+        self.jobs.add("dispatch_pending", self.manager.dispatch_pending, config.dispatch_interval)
+        self.jobs.add("sync_tasks", self.manager.sync_tasks, config.sync_interval)
+        self.manager.on_work = lambda: self.jobs.wake("dispatch_pending")
+        self._workers = workers
+        self._stopped = False
+
+    @property
+    def address(self) -> str:
+        """host:port the manager API listens on."""
+        return self.server.address
+
+    def start(self) -> None:
+        """Start the jobs and serve."""
+        self.jobs.start()
+        self.server.start()
+        log.info("manager listening on http://%s with workers %s", self.address, ", ".join(self._workers) or "(none)")
+        if not self._workers:
+            log.warning("no workers configured: set ORCA_WORKERS=host:port,... for the manager role")
+
+    def shutdown(self) -> None:
+        """Stop intake, stop the jobs, close the server. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.manager.close_intake()
+        self.jobs.shutdown()
+        self.server.close()
+        log.info("manager stopped")

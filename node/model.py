@@ -1,0 +1,52 @@
+"""Node: a worker as the manager sees it."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+UP = "up"
+DOWN = "down"
+
+
+@dataclass
+class Node:
+    """A worker: where it is, whether it answers, and its latest stats."""
+
+    name: str
+    address: str
+    state: str = DOWN
+    cores: int = 0
+    memory: int = 0
+    disk: int = 0
+    task_count: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+    last_seen: str | None = None
+    misses: int = 0  # consecutive failed polls; not part of the JSON contract
+
+    @property
+    def is_up(self) -> bool:
+        """True when the last contact with the worker succeeded."""
+        return self.state == UP
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the node as the contract's JSON object."""
+        data = asdict(self)
+        del data["misses"]
+        return data
+
+    def record_stats(self, stats: dict[str, Any], seen_at: str) -> None:
+        """Take a fresh /stats answer: the node is up and its capacity is known."""
+        self.stats = stats
+        self.cores = int(stats.get("cpu_count") or 0)
+        self.memory = int((stats.get("memory") or {}).get("total") or 0)
+        self.disk = int((stats.get("disk") or {}).get("total") or 0)
+        self.task_count = int(stats.get("task_count") or 0)
+        self.last_seen = seen_at
+        self.state = UP
+        self.misses = 0
+
+    def record_miss(self, down_after: int) -> None:
+        """Count a failed poll; after `down_after` misses in a row the node is down."""
+        self.misses += 1
+        if self.misses >= down_after:
+            self.state = DOWN

@@ -1,0 +1,15 @@
+"""Pure task model: states, transitions, events and validation. No I/O imports."""
+from task.errors import (
+    Conflict, InvalidTransition, NotFound, OrcaError, Unavailable, ValidationError,
+    WorkerRejected, WorkerUnavailable,
+)
+from task.model import SPEC_FIELDS, Task, TaskEvent, new_id, utc_now
+from task.state import TERMINAL, TRANSITIONS, State, can_transition, check_transition, exit_outcome
+from task.validation import parse_event, parse_size, parse_task, parse_uuid
+
+__all__ = [
+    "Conflict", "InvalidTransition", "NotFound", "OrcaError", "Unavailable", "ValidationError",
+    "WorkerRejected", "WorkerUnavailable", "SPEC_FIELDS", "Task", "TaskEvent", "new_id",
+    "utc_now", "TERMINAL", "TRANSITIONS", "State", "can_transition", "check_transition",
+    "exit_outcome", "parse_event", "parse_size", "parse_task", "parse_uuid",
+]

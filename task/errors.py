@@ -1,0 +1,33 @@
+"""The small set of errors Orca raises. Each API maps them to HTTP in one place."""
+
+
+class OrcaError(Exception):
+    """Base class of every error Orca raises on purpose."""
+
+
+class ValidationError(OrcaError):
+    """Input is malformed; the message names the field."""
+
+
+class NotFound(OrcaError):
+    """An id names nothing we know."""
+
+
+class Conflict(OrcaError):
+    """The request contradicts the current state (an id exists, a task is finished)."""
+
+
+class InvalidTransition(Conflict):
+    """A task was asked to move between states the transition table does not allow."""
+
+
+class Unavailable(OrcaError):
+    """The service cannot take the request now (shutting down, engine unreachable)."""
+
+
+class WorkerUnavailable(Unavailable):
+    """A worker did not answer, or answered with a server error."""
+
+
+class WorkerRejected(OrcaError):
+    """A worker refused a request with a client error; the message is the worker's."""

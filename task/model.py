@@ -1,0 +1,81 @@
+"""Task and TaskEvent: plain dataclasses with an explicit JSON round trip."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from task.state import State
+
+# The user-settable part of a task: what the manager forwards to a worker.
+SPEC_FIELDS = ("id", "name", "image", "command", "env", "cpu", "memory", "disk", "ports")
+
+
+def new_id() -> str:
+    """Return a fresh random UUID as a string."""
+    return str(uuid.uuid4())
+
+
+def utc_now() -> str:
+    """Return the current time as ISO 8601 UTC with a trailing Z."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Task:
+    """A container to run: its spec (what the user asked for) and its observed status."""
+
+    id: str = field(default_factory=new_id)
+    name: str = ""
+    state: State = State.PENDING
+    image: str = ""
+    command: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    cpu: float = 0.0
+    memory: int = 0
+    disk: int = 0
+    ports: dict[str, int | None] = field(default_factory=dict)
+    host_ports: dict[str, int] = field(default_factory=dict)
+    node: str | None = None
+    container_id: str | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    restart_count: int = 0
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the task as the contract's JSON object."""
+        data = asdict(self)
+        data["state"] = self.state.value
+        return data
+
+    def spec_dict(self) -> dict[str, Any]:
+        """Return only the user-settable fields (what a worker needs to run it)."""
+        data = self.to_dict()
+        return {name: data[name] for name in SPEC_FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Task":
+        """Build a task from trusted data (our own to_dict output); unknown keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["state"] = State(values.get("state", State.PENDING))
+        return cls(**values)
+
+
+@dataclass
+class TaskEvent:
+    """A request to bring a task to a desired state (`running` or `completed`)."""
+
+    task: Task
+    state: State = State.RUNNING
+    id: str = field(default_factory=new_id)
+    timestamp: str = field(default_factory=utc_now)
+
+    def to_dict(self, spec_only: bool = True) -> dict[str, Any]:
+        """Return the event as JSON; by default only the task's spec, as a worker expects."""
+        task = self.task.spec_dict() if spec_only else self.task.to_dict()
+        return {"id": self.id, "state": self.state.value, "task": task}

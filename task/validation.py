@@ -1,0 +1,188 @@
+"""Strict parsing of untrusted task events: every error names the offending field."""
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from task.errors import ValidationError
+from task.model import Task, TaskEvent
+from task.state import State
+
+EVENT_FIELDS = frozenset({"id", "state", "task"})
+TASK_FIELDS = frozenset({"id", "name", "image", "command", "env", "cpu", "memory", "disk", "ports"})
+DESIRED_STATES = (State.RUNNING, State.COMPLETED)
+
+MAX_NAME = 128
+MAX_IMAGE = 512
+MAX_ARGS = 1024
+MAX_ARG = 65536
+MAX_ENV = 1024
+MAX_ENV_VALUE = 65536
+MAX_PORTS = 128
+MAX_CPU = 1024
+MAX_BYTES = 1 << 50  # 1 PiB: anything above is a typo, not a machine
+MIN_MEMORY = 6 * 1024 * 1024  # Docker refuses smaller memory limits
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+_PORT_KEY = re.compile(r"^(\d{1,5})(?:/(tcp|udp|sctp))?$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ENV_KEY = re.compile(r"^[^=\x00]+$")
+
+
+def parse_event(body: Any) -> TaskEvent:
+    """Parse a POST /tasks body into a TaskEvent.
+
+    Raises:
+        ValidationError: naming the first field that is missing, unknown, of the wrong type
+            or out of range.
+    """
+    obj = _object(body, "body")
+    _no_unknown(obj, EVENT_FIELDS, "")
+    event_id = parse_uuid(obj["id"], "id") if "id" in obj else None
+    state = _desired_state(obj.get("state", State.RUNNING.value))
+    if "task" not in obj:
+        raise ValidationError("task is required")
+    task = parse_task(obj["task"], require_image=state is State.RUNNING)
+    if state is State.COMPLETED and "id" not in obj["task"]:
+        raise ValidationError("task.id is required to stop a task")
+    event = TaskEvent(task=task, state=state)
+    if event_id:
+        event.id = event_id
+    return event
+
+
+def parse_task(value: Any, require_image: bool = True) -> Task:
+    """Parse the `task` object of an event into a Task in state pending."""
+    obj = _object(value, "task")
+    _no_unknown(obj, TASK_FIELDS, "task.")
+    if "image" not in obj and require_image:
+        raise ValidationError("task.image is required")
+    image = _image(obj.get("image", ""), require_image)
+    task = Task(image=image, name=_name(obj.get("name"), image))
+    if "id" in obj:
+        task.id = parse_uuid(obj["id"], "task.id")
+    task.command = _command(obj.get("command", []))
+    task.env = _env(obj.get("env", {}))
+    task.cpu = _cpu(obj.get("cpu", 0))
+    task.memory = _memory(obj.get("memory", 0))
+    task.disk = parse_size(obj.get("disk", 0), "task.disk")
+    task.ports = _ports(obj.get("ports", {}))
+    return task
+
+
+def parse_uuid(value: Any, name: str) -> str:
+    """Return `value` as a canonical UUID string, or raise naming `name`."""
+    if not isinstance(value, str) or len(value) > 64:
+        raise ValidationError(f"{name} must be a UUID string")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValidationError(f"{name} must be a UUID string") from None
+
+
+def parse_size(value: Any, name: str) -> int:
+    """Parse bytes given as a non-negative integer or a Docker-style string ("64m", "1g")."""
+    if isinstance(value, bool):
+        raise ValidationError(f"{name} must be an integer number of bytes or a size like '64m'")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and len(value) <= 32 and (match := _SIZE.match(value)):
+        size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    else:
+        raise ValidationError(f"{name} must be an integer number of bytes or a size like '64m'")
+    if size < 0 or size > MAX_BYTES:
+        raise ValidationError(f"{name} must be between 0 and {MAX_BYTES} bytes")
+    return size
+
+
+def _object(value: Any, name: str) -> dict:
+    if not isinstance(value, dict):
+        raise ValidationError(f"{name} must be a JSON object")
+    return value
+
+
+def _no_unknown(obj: dict, allowed: frozenset, prefix: str) -> None:
+    unknown = sorted(str(k) for k in obj if k not in allowed)
+    if unknown:
+        raise ValidationError(f"unknown field {prefix}{unknown[0][:64]}")
+
+
+def _desired_state(value: Any) -> State:
+    if value not in [s.value for s in DESIRED_STATES]:
+        raise ValidationError("state must be 'running' or 'completed'")
+    return State(value)
+
+
+def _image(value: Any, required: bool) -> str:
+    if not isinstance(value, str):
+        raise ValidationError("task.image must be a string")
+    if required and not value.strip():
+        raise ValidationError("task.image must not be empty")
+    if len(value) > MAX_IMAGE or any(c.isspace() or ord(c) < 32 for c in value):
+        raise ValidationError("task.image is not a valid image reference")
+    return value
+
+
+def _name(value: Any, image: str) -> str:
+    if value is None:
+        base = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
+        return base if _NAME.match(base or "") else "task"
+    if not isinstance(value, str) or not _NAME.match(value) or len(value) > MAX_NAME:
+        raise ValidationError(
+            f"task.name must be 1-{MAX_NAME} characters of letters, digits, '_', '.' or '-'"
+        )
+    return value
+
+
+def _command(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise ValidationError("task.command must be a list of strings")
+    if len(value) > MAX_ARGS or any(len(a) > MAX_ARG or "\x00" in a for a in value):
+        raise ValidationError(f"task.command is too long (at most {MAX_ARGS} arguments of {MAX_ARG} characters, no NUL)")
+    return list(value)
+
+
+def _env(value: Any) -> dict[str, str]:
+    obj = _object(value, "task.env")
+    if len(obj) > MAX_ENV:
+        raise ValidationError(f"task.env has more than {MAX_ENV} entries")
+    for key, val in obj.items():
+        if not _ENV_KEY.match(key) or len(key) > MAX_NAME * 2:
+            raise ValidationError(f"task.env has an invalid name {key[:64]!r}")
+        if not isinstance(val, str):
+            raise ValidationError(f"task.env.{key[:64]} must be a string")
+        if len(val) > MAX_ENV_VALUE or "\x00" in val:
+            raise ValidationError(f"task.env.{key[:64]} is too long or contains NUL")
+    return dict(obj)
+
+
+def _cpu(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError("task.cpu must be a number of cores")
+    if not 0 <= value <= MAX_CPU:  # also rejects NaN
+        raise ValidationError(f"task.cpu must be between 0 and {MAX_CPU}")
+    return float(value)
+
+
+def _memory(value: Any) -> int:
+    memory = parse_size(value, "task.memory")
+    if 0 < memory < MIN_MEMORY:
+        raise ValidationError("task.memory must be 0 (no limit) or at least 6m (Docker's minimum)")
+    return memory
+
+
+def _ports(value: Any) -> dict[str, int | None]:
+    obj = _object(value, "task.ports")
+    if len(obj) > MAX_PORTS:
+        raise ValidationError(f"task.ports has more than {MAX_PORTS} entries")
+    ports: dict[str, int | None] = {}
+    for key, host in obj.items():
+        match = _PORT_KEY.match(key)
+        if not match or not 1 <= int(match.group(1)) <= 65535:
+            raise ValidationError(f"task.ports key {key[:32]!r} must look like '8080/tcp'")
+        if host is not None and (isinstance(host, bool) or not isinstance(host, int) or not 1 <= host <= 65535):
+            raise ValidationError(f"task.ports.{key} must be null or a port number 1-65535")
+        ports[f"{match.group(1)}/{match.group(2) or 'tcp'}"] = host
+    return ports

@@ -1,0 +1,84 @@
+"""Wiring of one worker process part: Docker runtime, Worker, HTTP server, periodic jobs."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from common.config import Config
+from common.http import Server
+from common.jobs import Jobs
+from node import stats as host_stats
+from worker.api import create_app
+from worker.runtime import DockerRuntime, RuntimeFailure
+from worker.worker import Worker
+
+log = logging.getLogger(__name__)
+
+RECONCILE_INTERVAL = 2.0
+
+
+class WorkerService:
+    """One worker: serves its API, runs its jobs, and follows Docker's event stream."""
+
+    def __init__(self, config: Config, port: int, name: str = "") -> None:
+        self.name = name or config.worker_name or f"{config.worker_host}:{port}"
+        self.runtime = DockerRuntime(self.name, config.docker_host, config.docker_timeout)
+        self.worker = Worker(self.name, self.runtime, config.stop_timeout, config.start_threads)
+        self._stats: dict[str, Any] = host_stats.collect()
+        self.server = Server(create_app(self.worker, lambda: self._stats), config.worker_host, port,
+                             threads=config.http_threads, name=f"worker-{port}")
+        self.jobs = Jobs(f"worker[{self.name}]", threads=4)
+        self.jobs.add("run_pending", self.worker.run_pending, config.dispatch_interval)
+        self.jobs.add("sync_states", self.worker.sync_states, RECONCILE_INTERVAL)
+        self.jobs.add("collect_stats", self._collect_stats, config.stats_interval)
+        self.worker.on_work = lambda: self.jobs.wake("run_pending")
+        self._halt = threading.Event()
+        self._close_watch = lambda: None
+        self._watcher = threading.Thread(target=self._watch, name=f"events-{self.name}", daemon=True)
+        self._stopped = False
+
+    @property
+    def address(self) -> str:
+        """host:port the worker API listens on."""
+        return self.server.address
+
+    def start(self) -> None:
+        """Start serving, the jobs and the event watcher."""
+        self._watcher.start()
+        self.jobs.start()
+        self.server.start()
+        log.info("worker %s listening on http://%s", self.name, self.address)
+
+    def _collect_stats(self) -> None:
+        self._stats = host_stats.collect()
+
+    def _watch(self) -> None:
+        """Follow Docker's event stream; reconnect after a second when it breaks."""
+        while not self._halt.is_set():
+            try:
+                events, self._close_watch = self.runtime.watch()
+                self.worker.sync_states()  # catch exits missed while disconnected
+                for event in events:
+                    self.worker.on_container_event(event)
+            except RuntimeFailure as exc:
+                log.warning("worker %s: %s; retrying in 1 s", self.name, exc)
+            except Exception as exc:  # a stream closed under us, or an engine hiccup
+                if not self._halt.is_set():
+                    log.warning("worker %s: event stream broke (%s); reconnecting", self.name, exc)
+            self._halt.wait(1.0)
+
+    def shutdown(self) -> None:
+        """Stop intake, stop the jobs and the watcher, close the server. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.worker.close_intake()
+        self.jobs.shutdown()
+        self._halt.set()
+        self._close_watch()
+        self.worker.close()
+        self.server.close()
+        self._watcher.join(2.0)
+        self.runtime.close()
+        log.info("worker %s stopped", self.name)
