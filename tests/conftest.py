@@ -1,0 +1,53 @@
+"""Fixtures shared by every test layer: the Docker engine and the test image."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+IMAGE = "orca-test-busybox:latest"
+BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")
+IMAGE_DIR = Path(__file__).parent / "images" / "busybox"
+
+
+def _unavailable(reason: str):
+    """Under CI a missing engine is a failure, elsewhere a skip."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"Docker is required under CI: {reason}")
+    pytest.skip(reason)
+
+
+def _is_static(path: str) -> bool:
+    """A dynamically linked ELF names its loader near the start; a static one does not."""
+    with open(path, "rb") as binary:
+        return b"ld-linux" not in binary.read(8192)
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A Docker SDK client for the local engine (explicit socket: no CLI context)."""
+    import docker
+
+    client = docker.DockerClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), timeout=60)
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means no engine
+        _unavailable(f"Docker engine unreachable: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def test_image(docker_client) -> str:
+    """Build (once per run) a FROM-scratch image holding the static busybox; return its tag."""
+    busybox = next((p for p in BUSYBOX_PATHS if os.path.exists(p) and _is_static(p)), None)
+    if busybox is None:
+        _unavailable("static busybox not found: apt-get install busybox-static")
+    with tempfile.TemporaryDirectory() as context:
+        shutil.copy(IMAGE_DIR / "Dockerfile", context)
+        shutil.copy(busybox, Path(context) / "busybox")
+        docker_client.images.build(path=context, tag=IMAGE, rm=True)
+    return IMAGE

@@ -1,0 +1,179 @@
+"""Real Orca processes (`python main.py ...`) on free loopback ports against the real engine."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = ("completed", "failed")
+
+
+def free_ports(count: int) -> int:
+    """Return the first of `count` consecutive free loopback ports."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + count > 65535:
+            continue
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                sockets.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no run of free ports found")
+
+
+def wait_for(check: Callable[[], object], timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
+    """Call `check` until it returns something truthy; return that, or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except requests.RequestException as exc:
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+class OrcaProcess:
+    """One `python main.py [role]` child process with its own ports, names and log file."""
+
+    def __init__(self, role: str, env: dict[str, str], log_path: Path) -> None:
+        self.role = role
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "OrcaProcess":
+        args = [sys.executable, "main.py"] + ([] if self.role == "all" else [self.role])
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        url = self.manager_url + "/nodes" if self.role != "worker" else self.worker_url(0) + "/stats"
+        wait_for(lambda: self._alive() and requests.get(url, timeout=1).ok, what=f"{self.role} to listen")
+        return self
+
+    def _alive(self) -> bool:
+        if self.proc.poll() is not None:
+            pytest.fail(f"orca {self.role} exited with {self.proc.returncode}:\n{self.log()}")
+        return True
+
+    @property
+    def manager_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['ORCA_MANAGER_PORT']}"
+
+    def worker_url(self, index: int = 0) -> str:
+        return f"http://127.0.0.1:{int(self.env['ORCA_WORKER_PORT']) + index}"
+
+    def worker_address(self, index: int = 0) -> str:
+        return f"127.0.0.1:{int(self.env['ORCA_WORKER_PORT']) + index}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    def signal(self, signum: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Send `signum` and return the exit status (fails if it does not exit in time)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                pytest.fail(f"orca {self.role} did not exit within {timeout}s of {signum}:\n{self.log()}")
+        self._log.close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Cluster:
+    """Starts Orca processes for one test and removes everything they created afterwards."""
+
+    def __init__(self, tmp_path: Path, docker_client) -> None:
+        self.tmp_path = tmp_path
+        self.docker = docker_client
+        self.processes: list[OrcaProcess] = []
+        self.worker_names: set[str] = set()
+        self.prefix = f"itest-{uuid.uuid4().hex[:8]}"
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORCA_")}
+        env.update(ORCA_LOG_LEVEL="info", ORCA_STATS_INTERVAL="0.5", ORCA_DOWN_AFTER="2")
+        env.update(overrides)
+        return env
+
+    def start(self, role: str = "all", workers: int = 2, **overrides: str) -> OrcaProcess:
+        """Start `python main.py role` on fresh ports; return the running process."""
+        base = free_ports(workers + 1)
+        settings = dict(ORCA_MANAGER_PORT=str(base), ORCA_WORKER_PORT=str(base + 1),
+                        ORCA_WORKER_COUNT=str(workers), ORCA_WORKER_NAME=f"{self.prefix}-{base}")
+        settings.update(overrides)
+        name = settings["ORCA_WORKER_NAME"]
+        self.worker_names.update({name} | {f"{name}-{i}" for i in range(workers)})
+        process = OrcaProcess(role, self.env(**settings), self.tmp_path / f"orca-{role}-{base}.log")
+        self.processes.append(process)
+        return process.start()
+
+    def containers(self, all: bool = True) -> list:
+        """Containers created by this test's workers."""
+        found = []
+        for name in self.worker_names:
+            found += self.docker.containers.list(all=all, filters={"label": f"orca.worker={name}"})
+        return found
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.kill()
+        for container in self.containers():
+            container.remove(force=True, v=True)
+
+
+@pytest.fixture
+def cluster(tmp_path, docker_client, test_image):
+    """A factory of Orca processes whose containers are removed after the test."""
+    c = Cluster(tmp_path, docker_client)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def orca(cluster):
+    """`python main.py` (one manager, two workers) on fresh ports."""
+    return cluster.start("all", workers=2)
+
+
+def post_task(base_url: str, task: dict, state: str | None = None) -> requests.Response:
+    body = {"task": task} if state is None else {"task": task, "state": state}
+    return requests.post(f"{base_url}/tasks", json=body, timeout=5)
+
+
+def wait_state(base_url: str, task_id: str, states: tuple[str, ...], timeout: float = 15.0) -> dict:
+    """Poll GET /tasks/<id> until its state is one of `states`; return the task."""
+    def check():
+        task = requests.get(f"{base_url}/tasks/{task_id}", timeout=5).json()
+        return task if task["state"] in states else None
+    return wait_for(check, timeout, what=f"task {task_id} to be {'/'.join(states)}")
