@@ -33,6 +33,12 @@ class Config:
     docker_host: str = "unix:///var/run/docker.sock"
     docker_timeout: float = 60.0
     request_timeout: float = 5.0
+    store: str = "sqlite"
+    data_dir: str = "./data"
+    restart_backoff: float = 1.0
+    health_interval: float = 5.0
+    health_failures: int = 3
+    gc_after: float = 600.0
     extra: dict = field(default_factory=dict, compare=False)
 
     def worker_address(self, index: int = 0) -> str:
@@ -98,4 +104,17 @@ def from_env(env: Mapping[str, str]) -> Config:
         start_threads=_int(env, "ORCA_START_THREADS", 8, 1, 128),
         http_threads=_int(env, "ORCA_HTTP_THREADS", 16, 1, 256),
         docker_host=env.get("DOCKER_HOST", "").strip() or "unix:///var/run/docker.sock",
+        store=_choice(env, "ORCA_STORE", "sqlite", ("sqlite", "memory")),
+        data_dir=env.get("ORCA_DATA_DIR", "").strip() or "./data",
+        restart_backoff=_float(env, "ORCA_RESTART_BACKOFF", 1.0, 0.0, 3600),
+        health_interval=_float(env, "ORCA_HEALTH_INTERVAL", 5.0, 0.1, 3600),
+        health_failures=_int(env, "ORCA_HEALTH_FAILURES", 3, 1, 1000),
+        gc_after=_float(env, "ORCA_GC_AFTER", 600.0, 0.0, 10 * 365 * 86400),
     )
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value

@@ -15,6 +15,8 @@ from task import Conflict, NotFound, OrcaError, Unavailable, ValidationError, Wo
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
+CONNECTION_LIMIT = 1000
+logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" on every burst
 
 
 class UnsupportedMediaType(OrcaError):
@@ -108,7 +110,9 @@ class Server:
     """
 
     def __init__(self, app: Flask, host: str, port: int, threads: int = 16, name: str = "http") -> None:
-        self._server = create_server(app, host=host, port=port, threads=threads,
+        # waitress stops accepting at connection_limit (default 100) until idle keep-alive
+        # connections time out: clients that keep their connections open would stall others.
+        self._server = create_server(app, host=host, port=port, threads=threads, connection_limit=CONNECTION_LIMIT,
                                      channel_timeout=30, ident="orca", clear_untrusted_proxy_headers=True)
         self._thread = threading.Thread(target=self._run, name=f"{name}-server", daemon=True)
         self._closed = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, jsonify
 
 from common.http import create_json_app, json_body
+from manager.jrpc import create_jrpc_blueprint
 from manager.manager import Manager
 from task import State, parse_event
 
@@ -38,4 +39,5 @@ def create_app(manager: Manager) -> Flask:
         return jsonify([n.to_dict() for n in manager.nodes()])
 
     app.register_blueprint(api)
+    app.register_blueprint(create_jrpc_blueprint(manager))
     return app

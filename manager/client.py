@@ -10,6 +10,7 @@ from requests.adapters import HTTPAdapter
 from task import NotFound, TaskEvent, WorkerRejected, WorkerUnavailable
 
 VERSION_HEADER = "X-Orca-Version"
+INSTANCE_HEADER = "X-Orca-Instance"
 
 
 class WorkerClient:
@@ -64,14 +65,16 @@ class WorkerClient:
         """DELETE a task on the worker; return its copy of the task."""
         return self._json(self._call("DELETE", address, f"/tasks/{task_id}"), address)
 
-    def changes(self, address: str, since: int) -> tuple[int, list[dict[str, Any]]]:
-        """Return (the worker's version, the tasks it changed after `since`)."""
+    def changes(self, address: str, since: int) -> tuple[str, int, list[dict[str, Any]]]:
+        """Return (the worker's instance id, its version, the tasks it changed after `since`).
+
+        The instance id changes when the worker restarts; its versions then start again."""
         response = self._call("GET", address, "/tasks", params={"since": since})
         try:
             version = int(response.headers.get(VERSION_HEADER, "0"))
         except ValueError:
             raise WorkerUnavailable(f"worker {address} sent a bad {VERSION_HEADER} header") from None
-        return version, self._json(response, address)
+        return response.headers.get(INSTANCE_HEADER, ""), version, self._json(response, address)
 
     def stats(self, address: str) -> dict[str, Any]:
         """GET the worker's /stats."""

@@ -10,6 +10,7 @@ from manager.api import create_app
 from manager.client import WorkerClient
 from manager.manager import Manager
 from scheduler import get_scheduler
+from store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,8 @@ class ManagerService:
 
     def __init__(self, config: Config, workers: list[str]) -> None:
         client = WorkerClient(connect_timeout=1.0, read_timeout=config.request_timeout)
-        self.manager = Manager(workers, client, get_scheduler(config.scheduler), config.down_after)
+        store = open_store(config.store, config.data_dir, "manager")
+        self.manager = Manager(workers, client, get_scheduler(config.scheduler), store, config.down_after)
         self.server = Server(create_app(self.manager), config.manager_host, config.manager_port,
                              threads=config.http_threads, name="manager")
         self.jobs = Jobs("manager", threads=4)
@@ -51,4 +53,5 @@ class ManagerService:
         self.manager.close_intake()
         self.jobs.shutdown()
         self.server.close()
+        self.manager.close()
         log.info("manager stopped")

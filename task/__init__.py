@@ -3,13 +3,15 @@ from task.errors import (
     Conflict, InvalidTransition, NotFound, OrcaError, Unavailable, ValidationError,
     WorkerRejected, WorkerUnavailable,
 )
-from task.model import SPEC_FIELDS, Task, TaskEvent, new_id, utc_now
-from task.state import TERMINAL, TRANSITIONS, State, can_transition, check_transition, exit_outcome
+from task.model import DEFAULT_MAX_RESTARTS, RESTART_POLICIES, SPEC_FIELDS, Task, TaskEvent, new_id, utc_now
+from task.state import (
+    TERMINAL, TRANSITIONS, State, backoff_delay, can_transition, check_transition, exit_outcome, should_restart,
+)
 from task.validation import parse_event, parse_size, parse_task, parse_uuid
 
 __all__ = [
     "Conflict", "InvalidTransition", "NotFound", "OrcaError", "Unavailable", "ValidationError",
     "WorkerRejected", "WorkerUnavailable", "SPEC_FIELDS", "Task", "TaskEvent", "new_id",
     "utc_now", "TERMINAL", "TRANSITIONS", "State", "can_transition", "check_transition",
-    "exit_outcome", "parse_event", "parse_size", "parse_task", "parse_uuid",
+    "exit_outcome", "should_restart", "backoff_delay", "DEFAULT_MAX_RESTARTS", "RESTART_POLICIES", "parse_event", "parse_size", "parse_task", "parse_uuid",
 ]

@@ -9,7 +9,11 @@ from typing import Any
 from task.state import State
 
 # The user-settable part of a task: what the manager forwards to a worker.
-SPEC_FIELDS = ("id", "name", "image", "command", "env", "cpu", "memory", "disk", "ports")
+SPEC_FIELDS = ("id", "name", "image", "command", "env", "cpu", "memory", "disk", "ports",
+               "restart_policy", "max_restarts", "health_check", "restart_count")
+
+RESTART_POLICIES = ("no", "on-failure", "always")
+DEFAULT_MAX_RESTARTS = 3
 
 
 def new_id() -> str:
@@ -36,6 +40,9 @@ class Task:
     memory: int = 0
     disk: int = 0
     ports: dict[str, int | None] = field(default_factory=dict)
+    restart_policy: str = "on-failure"
+    max_restarts: int = DEFAULT_MAX_RESTARTS
+    health_check: str | None = None
     host_ports: dict[str, int] = field(default_factory=dict)
     node: str | None = None
     container_id: str | None = None
@@ -75,7 +82,8 @@ class TaskEvent:
     id: str = field(default_factory=new_id)
     timestamp: str = field(default_factory=utc_now)
 
-    def to_dict(self, spec_only: bool = True) -> dict[str, Any]:
-        """Return the event as JSON; by default only the task's spec, as a worker expects."""
-        task = self.task.spec_dict() if spec_only else self.task.to_dict()
-        return {"id": self.id, "state": self.state.value, "task": task}
+    node: str | None = None  # manager side only: the worker a stop is meant for
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the event as a worker expects it: only the task's spec."""
+        return {"id": self.id, "state": self.state.value, "task": self.task.spec_dict()}

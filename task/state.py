@@ -63,3 +63,26 @@ def exit_outcome(exit_code: int | None, oom_killed: bool, stop_requested: bool) 
     if exit_code == 0:
         return State.COMPLETED, None
     return State.FAILED, f"exited with code {exit_code}"
+
+
+def should_restart(policy: str, outcome: State, restart_count: int, max_restarts: int) -> bool:
+    """Decide whether an exited task runs again.
+
+    Args:
+        policy: "no", "on-failure" or "always".
+        outcome: the state exit_outcome() decided (COMPLETED or FAILED).
+        restart_count: restarts done so far; max_restarts: the cap.
+    """
+    if restart_count >= max_restarts or policy == "no":
+        return False
+    return policy == "always" or outcome is State.FAILED
+
+
+def backoff_delay(restart_count: int, base: float, cap: float = 30.0, jitter: float = 0.0) -> float:
+    """Exponential backoff before restart number `restart_count + 1`.
+
+    `jitter` is a number in [0, 1) (random in production) that adds up to 50% of the delay,
+    so tasks that failed together do not restart in lock step.
+    """
+    delay = min(cap, base * (2 ** restart_count))
+    return delay * (1.0 + 0.5 * jitter)

@@ -6,11 +6,11 @@ import uuid
 from typing import Any
 
 from task.errors import ValidationError
-from task.model import Task, TaskEvent
+from task.model import RESTART_POLICIES, SPEC_FIELDS, Task, TaskEvent
 from task.state import State
 
 EVENT_FIELDS = frozenset({"id", "state", "task"})
-TASK_FIELDS = frozenset({"id", "name", "image", "command", "env", "cpu", "memory", "disk", "ports"})
+TASK_FIELDS = frozenset(SPEC_FIELDS)
 DESIRED_STATES = (State.RUNNING, State.COMPLETED)
 
 MAX_NAME = 128
@@ -21,6 +21,8 @@ MAX_ENV = 1024
 MAX_ENV_VALUE = 65536
 MAX_PORTS = 128
 MAX_CPU = 1024
+MAX_RESTARTS = 1000
+MAX_PATH = 2048
 MAX_BYTES = 1 << 50  # 1 PiB: anything above is a typo, not a machine
 MIN_MEMORY = 6 * 1024 * 1024  # Docker refuses smaller memory limits
 
@@ -69,6 +71,10 @@ def parse_task(value: Any, require_image: bool = True) -> Task:
     task.memory = _memory(obj.get("memory", 0))
     task.disk = parse_size(obj.get("disk", 0), "task.disk")
     task.ports = _ports(obj.get("ports", {}))
+    task.restart_policy = _restart_policy(obj.get("restart_policy", "on-failure"))
+    task.max_restarts = _count(obj.get("max_restarts", task.max_restarts), "task.max_restarts")
+    task.restart_count = _count(obj.get("restart_count", 0), "task.restart_count")
+    task.health_check = _health_check(obj.get("health_check"), task.ports)
     return task
 
 
@@ -186,3 +192,26 @@ def _ports(value: Any) -> dict[str, int | None]:
             raise ValidationError(f"task.ports.{key} must be null or a port number 1-65535")
         ports[f"{match.group(1)}/{match.group(2) or 'tcp'}"] = host
     return ports
+
+
+def _restart_policy(value: Any) -> str:
+    if value not in RESTART_POLICIES:
+        raise ValidationError(f"task.restart_policy must be one of {', '.join(RESTART_POLICIES)}")
+    return value
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RESTARTS:
+        raise ValidationError(f"{name} must be an integer between 0 and {MAX_RESTARTS}")
+    return value
+
+
+def _health_check(value: Any, ports: dict) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > MAX_PATH \
+            or any(c.isspace() or ord(c) < 32 for c in value):
+        raise ValidationError("task.health_check must be a URL path starting with '/'")
+    if not any(key.endswith("/tcp") for key in ports):
+        raise ValidationError("task.health_check needs a published tcp port in task.ports")
+    return value

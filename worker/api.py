@@ -1,6 +1,7 @@
 """The worker's HTTP API (the manager is its client)."""
 from __future__ import annotations
 
+import uuid
 from typing import Any, Callable
 
 from flask import Blueprint, Flask, jsonify, request
@@ -10,11 +11,13 @@ from task import NotFound, parse_event
 from worker.worker import Worker
 
 VERSION_HEADER = "X-Orca-Version"
+INSTANCE_HEADER = "X-Orca-Instance"
 
 
 def create_app(worker: Worker, stats: Callable[[], dict[str, Any]]) -> Flask:
     """Build the worker's Flask app around a Worker and a function returning host stats."""
     app = create_json_app(f"orca-worker-{worker.name}")
+    instance = uuid.uuid4().hex  # tells the manager when this worker has restarted
     api = Blueprint("worker", __name__)
 
     @api.post("/tasks")
@@ -31,7 +34,7 @@ def create_app(worker: Worker, stats: Callable[[], dict[str, Any]]) -> Flask:
             version, tasks = worker.db.version, worker.db.list()
         else:
             version, tasks = worker.db.changed_since(since)
-        return jsonify([t.to_dict() for t in tasks]), 200, {VERSION_HEADER: str(version)}
+        return jsonify([t.to_dict() for t in tasks]), 200, {VERSION_HEADER: str(version), INSTANCE_HEADER: instance}
 
     @api.get("/tasks/<task_id>")
     def get_task(task_id: str):

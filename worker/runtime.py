@@ -1,12 +1,16 @@
 """The Docker adapter: the only module that imports `docker`.
 
-Containers are named `orca-<task name>-<task id>` and labelled with the task id and the
-worker's name, so creating the same task twice finds the first container instead of
-starting a second one, and nothing without Orca's labels is ever touched.
+Containers are named `orca-<task id>-<restart count>-<worker>` and labelled with the task id,
+the worker's name, the restart count and the task's spec. So creating the same incarnation
+of a task twice finds the first container instead of starting a second one, a restarted
+worker can rebuild its task DB from Docker alone, and nothing without Orca's labels is ever
+touched.
 """
 from __future__ import annotations
 
+import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -20,6 +24,8 @@ log = logging.getLogger(__name__)
 
 TASK_LABEL = "orca.task_id"
 WORKER_LABEL = "orca.worker"
+SPEC_LABEL = "orca.spec"
+RESTART_LABEL = "orca.restart_count"
 _NO_TIME = "0001-01-01T00:00:00Z"
 
 
@@ -44,6 +50,16 @@ class ContainerStatus:
     started_at: str | None = None
     finished_at: str | None = None
     host_ports: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    name: str = ""
+
+    def spec(self) -> dict[str, Any] | None:
+        """The task spec stored in the container's label, or None if absent or unreadable."""
+        try:
+            spec = json.loads(self.labels.get(SPEC_LABEL, ""))
+        except ValueError:
+            return None
+        return spec if isinstance(spec, dict) else None
 
 
 @dataclass(frozen=True)
@@ -71,10 +87,13 @@ def _host_ports(attrs: dict[str, Any]) -> dict[str, int]:
 def status_of(attrs: dict[str, Any]) -> ContainerStatus:
     """Translate `docker inspect` output into a ContainerStatus."""
     state = attrs.get("State") or {}
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
     running = bool(state.get("Running")) or state.get("Status") in ("created", "restarting")
     return ContainerStatus(
         container_id=attrs["Id"],
-        task_id=((attrs.get("Config") or {}).get("Labels") or {}).get(TASK_LABEL),
+        task_id=labels.get(TASK_LABEL),
+        labels=dict(labels),
+        name=str(attrs.get("Name", "")).lstrip("/"),
         running=running,
         exit_code=None if running else state.get("ExitCode"),
         oom_killed=bool(state.get("OOMKilled")),
@@ -93,7 +112,13 @@ class DockerRuntime:
         self._client = docker.DockerClient(base_url=base_url, timeout=int(timeout))
 
     def _labels(self, task: Task) -> dict[str, str]:
-        return {TASK_LABEL: task.id, WORKER_LABEL: self.worker_name}
+        return {TASK_LABEL: task.id, WORKER_LABEL: self.worker_name, RESTART_LABEL: str(task.restart_count),
+                SPEC_LABEL: json.dumps(task.spec_dict(), separators=(",", ":"))}
+
+    def container_name(self, task: Task) -> str:
+        """The one name the current incarnation of `task` has on this worker."""
+        worker = re.sub(r"[^A-Za-z0-9_.-]", "-", self.worker_name)
+        return f"orca-{task.id}-{task.restart_count}-{worker}"
 
     def start(self, task: Task) -> ContainerStatus:
         """Create and start the task's container, or return the one it already has.
@@ -113,7 +138,7 @@ class DockerRuntime:
             raise RuntimeFailure(f"docker could not start {task.image!r}: {_explain(exc)}") from None
 
     def _create(self, task: Task):
-        name = f"orca-{task.name}-{task.id}"
+        name = self.container_name(task)
         try:
             return self._client.containers.create(**self._create_args(task, name))
         except ImageNotFound:
@@ -128,6 +153,7 @@ class DockerRuntime:
         args: dict[str, Any] = {
             "image": task.image, "name": name, "labels": self._labels(task),
             "environment": task.env, "detach": True, "init": True,
+            "security_opt": ["no-new-privileges"],
         }
         if task.command:
             args["command"] = task.command
@@ -160,6 +186,18 @@ class DockerRuntime:
             return None
         except (APIError, DockerException, RequestException) as exc:
             raise RuntimeFailure(f"docker could not stop container {container_id[:12]}: {_explain(exc)}") from None
+
+    def remove(self, container_id: str) -> None:
+        """Remove a container of ours, running or not; a missing one is not an error."""
+        try:
+            self._client.api.remove_container(container_id, v=True, force=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: a removal is already in progress
+                raise RuntimeFailure(f"docker could not remove container {container_id[:12]}: {_explain(exc)}") from None
+        except (APIError, DockerException, RequestException) as exc:
+            raise RuntimeFailure(f"docker could not remove container {container_id[:12]}: {_explain(exc)}") from None
 
     def inspect(self, container_id: str) -> ContainerStatus | None:
         """Return the container's status, or None if it no longer exists."""

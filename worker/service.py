@@ -9,9 +9,10 @@ from common.config import Config
 from common.http import Server
 from common.jobs import Jobs
 from node import stats as host_stats
+from worker import health
 from worker.api import create_app
 from worker.runtime import DockerRuntime, RuntimeFailure
-from worker.worker import Worker
+from worker.worker import Policy, Worker
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,9 @@ class WorkerService:
     def __init__(self, config: Config, port: int, name: str = "") -> None:
         self.name = name or config.worker_name or f"{config.worker_host}:{port}"
         self.runtime = DockerRuntime(self.name, config.docker_host, config.docker_timeout)
-        self.worker = Worker(self.name, self.runtime, config.stop_timeout, config.start_threads)
+        policy = Policy(stop_timeout=config.stop_timeout, restart_backoff=config.restart_backoff,
+                        health_failures=config.health_failures, gc_after=config.gc_after)
+        self.worker = Worker(self.name, self.runtime, policy, config.start_threads, probe=health.probe)
         self._stats: dict[str, Any] = host_stats.collect()
         self.server = Server(create_app(self.worker, lambda: self._stats), config.worker_host, port,
                              threads=config.http_threads, name=f"worker-{port}")
@@ -32,11 +35,14 @@ class WorkerService:
         self.jobs.add("run_pending", self.worker.run_pending, config.dispatch_interval)
         self.jobs.add("sync_states", self.worker.sync_states, RECONCILE_INTERVAL)
         self.jobs.add("collect_stats", self._collect_stats, config.stats_interval)
+        self.jobs.add("check_health", self.worker.check_health, config.health_interval)
+        self.jobs.add("collect_garbage", self.worker.collect_garbage, max(1.0, min(60.0, config.gc_after / 10)))
         self.worker.on_work = lambda: self.jobs.wake("run_pending")
         self._halt = threading.Event()
         self._close_watch = lambda: None
         self._watcher = threading.Thread(target=self._watch, name=f"events-{self.name}", daemon=True)
         self._stopped = False
+        self._adopted = False
 
     @property
     def address(self) -> str:
@@ -44,11 +50,25 @@ class WorkerService:
         return self.server.address
 
     def start(self) -> None:
-        """Start serving, the jobs and the event watcher."""
+        """Adopt this worker's containers, then start the event watcher, the jobs and serving."""
+        self._adopt()
         self._watcher.start()
         self.jobs.start()
         self.server.start()
         log.info("worker %s listening on http://%s", self.name, self.address)
+
+    def _adopt(self) -> None:
+        """Take over the containers this worker left behind (once, when the engine answers)."""
+        if self._adopted:
+            return
+        try:
+            adopted = self.worker.adopt()
+        except RuntimeFailure as exc:
+            log.warning("worker %s could not adopt containers yet: %s", self.name, exc)
+            return
+        self._adopted = True
+        if adopted:
+            log.info("worker %s adopted %d task(s) from Docker", self.name, adopted)
 
     def _collect_stats(self) -> None:
         self._stats = host_stats.collect()
@@ -58,6 +78,7 @@ class WorkerService:
         while not self._halt.is_set():
             try:
                 events, self._close_watch = self.runtime.watch()
+                self._adopt()
                 self.worker.sync_states()  # catch exits missed while disconnected
                 for event in events:
                     self.worker.on_container_event(event)

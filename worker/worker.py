@@ -1,13 +1,22 @@
 """The worker: a queue of task events, a task DB, and one-pass jobs over a container runtime."""
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import random
 import threading
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Callable, Protocol
 
-from task import Conflict, NotFound, State, Task, TaskEvent, Unavailable, exit_outcome, utc_now
+from task import (
+    Conflict, NotFound, State, Task, TaskEvent, Unavailable, ValidationError, backoff_delay,
+    check_transition, exit_outcome, parse_task, should_restart, utc_now,
+)
 from worker.runtime import ContainerEvent, ContainerStatus, RuntimeFailure
 from worker.taskdb import TaskDB
 
@@ -19,7 +28,20 @@ class Runtime(Protocol):
 
     def start(self, task: Task) -> ContainerStatus: ...
     def stop(self, container_id: str, timeout: int) -> ContainerStatus | None: ...
+    def remove(self, container_id: str) -> None: ...
     def inspect(self, container_id: str) -> ContainerStatus | None: ...
+    def containers(self) -> list[ContainerStatus]: ...
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How the worker treats exits, probes and finished containers."""
+
+    stop_timeout: int = 10
+    restart_backoff: float = 1.0
+    restart_backoff_cap: float = 30.0
+    health_failures: int = 3
+    gc_after: float = 600.0
 
 
 class Worker:
@@ -28,17 +50,23 @@ class Worker:
     Events go into a deque; `run_pending()` hands them to a bounded pool so containers start
     concurrently. Operations on one task are serialised by a per-task lock. Exits are learnt
     from `on_container_event()` (Docker's event stream) and, as a safety net, `sync_states()`.
+    An exit is restarted under the task's restart policy after an exponential backoff.
     """
 
-    def __init__(self, name: str, runtime: Runtime, stop_timeout: int = 10, threads: int = 8) -> None:
+    def __init__(self, name: str, runtime: Runtime, policy: Policy = Policy(), threads: int = 8,
+                 probe: Callable[[str], str | None] | None = None) -> None:
         self.name = name
         self.runtime = runtime
+        self.policy = policy
         self.db = TaskDB()
         self.queue: deque[TaskEvent] = deque()
-        self._stop_timeout = stop_timeout
+        self._probe = probe
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"worker-{name}")
         self._stopping: set[str] = set()
         self._locks: dict[str, threading.Lock] = {}
+        self._delayed: list[tuple[float, int, TaskEvent]] = []
+        self._seq = itertools.count()
+        self._health_misses: dict[str, int] = {}
         self._guard = threading.Lock()
         self._accepting = True
         self.on_work: Callable[[], None] = lambda: None
@@ -51,7 +79,7 @@ class Worker:
         Raises:
             Unavailable: the worker is shutting down.
             NotFound: a stop for a task this worker does not have.
-            Conflict: a run for a task that already finished here.
+            Conflict: a run for a task that already finished here (same or older incarnation).
         """
         if not self._accepting:
             raise Unavailable(f"worker {self.name} is shutting down")
@@ -59,23 +87,29 @@ class Worker:
             return self.stop(event.task.id), False
         existing = self.db.get(event.task.id)
         if existing is not None:
-            if existing.state.is_terminal:
+            newer = event.task.restart_count > existing.restart_count
+            if not existing.state.is_terminal:
+                return existing, False
+            if not newer:
                 raise Conflict(f"task {existing.id} already {existing.state.value} on worker {self.name}")
-            return existing, False
         task = event.task
         task.state, task.node = State.SCHEDULED, self.name
         task.created_at = task.created_at or utc_now()
+        task.container_id = existing.container_id if existing else None
         self.db.put(task)
         self._enqueue(event)
         log.info("task %s accepted (%s)", task.id, task.image)
         return task, True
 
     def stop(self, task_id: str) -> Task:
-        """Ask for a task to be stopped; its container is stopped and removed, it ends completed."""
+        """Ask for a task to be stopped; its container is stopped and removed, it ends completed.
+        For a task that already finished, only its container is removed."""
         task = self.db.get(task_id)
         if task is None:
-            raise NotFound(f"task {task_id} not found on worker {self.name}")
+            raise NotFound(f"task {task_id[:64]} not found on worker {self.name}")
         if task.state.is_terminal:
+            if task.container_id:
+                self._enqueue(TaskEvent(task=task, state=State.COMPLETED))
             return task
         with self._guard:
             self._stopping.add(task_id)
@@ -86,10 +120,52 @@ class Worker:
         self.queue.append(event)
         self.on_work()
 
+    def _enqueue_later(self, event: TaskEvent, delay: float) -> None:
+        with self._guard:
+            heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._seq), event))
+
+    # ----- adoption (before serving)
+
+    def adopt(self) -> int:
+        """Rebuild the task DB from the containers that carry this worker's label.
+
+        Docker is the source of truth after a restart: each task's newest container is
+        adopted (older incarnations are removed), and exits that happened while the worker
+        was away are recorded by the next sync_states(). Returns the number of tasks adopted.
+        """
+        newest: dict[str, ContainerStatus] = {}
+        for status in self.runtime.containers():
+            current = newest.get(status.task_id or "")
+            if status.task_id and (current is None or _incarnation(status) > _incarnation(current)):
+                if current is not None:
+                    self._remove_quietly(current.container_id)
+                newest[status.task_id] = status
+            else:
+                self._remove_quietly(status.container_id)
+        for status in newest.values():
+            self._adopt_one(status)
+        return len(newest)
+
+    def _adopt_one(self, status: ContainerStatus) -> None:
+        try:
+            task = parse_task(status.spec() or {})
+        except ValidationError as exc:
+            log.warning("container %s has an unreadable spec (%s): left alone", status.container_id[:12], exc)
+            return
+        task.restart_count = _incarnation(status)
+        task.state, task.node, task.container_id = State.RUNNING, self.name, status.container_id
+        task.started_at, task.host_ports, task.created_at = status.started_at, dict(status.host_ports), utc_now()
+        self.db.put(task)
+        log.info("task %s adopted from container %s", task.id, status.container_id[:12])
+
     # ----- one-pass jobs
 
     def run_pending(self) -> int:
-        """Hand every queued event to the pool; return how many were handed over."""
+        """Hand every queued (and every due delayed) event to the pool; return how many."""
+        now = time.monotonic()
+        with self._guard:
+            while self._delayed and self._delayed[0][0] <= now:
+                self.queue.append(heapq.heappop(self._delayed)[2])
         count = 0
         while self.queue:
             event = self.queue.popleft()
@@ -110,6 +186,41 @@ class Worker:
         """React to Docker's event stream: a container of ours died or vanished."""
         if event.action in ("die", "oom", "destroy"):
             self._pool.submit(self._observe_safely, event.task_id)
+
+    def check_health(self) -> None:
+        """Probe every running task that has a health check; restart those that keep failing."""
+        if self._probe is None:
+            return
+        for task in self.db.list():
+            url = _health_url(task)
+            if task.state is not State.RUNNING or url is None:
+                continue
+            problem = self._probe(url)
+            misses = 0 if problem is None else self._health_misses.get(task.id, 0) + 1
+            self._health_misses[task.id] = misses
+            if misses >= self.policy.health_failures:
+                log.warning("task %s unhealthy %d times: %s", task.id, misses, problem)
+                self._health_misses.pop(task.id, None)
+                self._pool.submit(self._restart_unhealthy, task.id, problem or "unhealthy")
+
+    def collect_garbage(self, now: float | None = None) -> int:
+        """Remove the containers of tasks finished more than gc_after seconds ago, and
+        containers of ours that no task owns any more. Returns how many were removed."""
+        now = time.time() if now is None else now
+        owned = {}
+        for task in self.db.list():
+            if task.container_id:
+                owned[task.container_id] = task
+        removed = 0
+        for status in self.runtime.containers():
+            task = owned.get(status.container_id)
+            expired = task is not None and task.state.is_terminal and _age(task.finished_at, now) > self.policy.gc_after
+            orphan = task is None and not status.running
+            if expired or orphan:
+                self._remove_quietly(status.container_id)
+                removed += 1
+                log.info("container %s collected (%s)", status.container_id[:12], "finished" if expired else "orphan")
+        return removed
 
     # ----- handlers (pool threads)
 
@@ -132,31 +243,56 @@ class Worker:
         task = self.db.get(task_id)
         if task is None or task.state is not State.SCHEDULED:
             return
+        if task.container_id:  # the previous incarnation's container
+            self._remove_quietly(task.container_id)
         try:
             status = self.runtime.start(task)
         except RuntimeFailure as exc:
             log.warning("task %s failed to start: %s", task_id, exc)
-            self.db.update(task_id, lambda t: _fail(t, str(exc)))
+            with self._guard:
+                self._stopping.discard(task_id)
+            self.db.update(task_id, lambda t: _finish(t, State.FAILED, str(exc)))
             return
         self.db.update(task_id, lambda t: _running(t, status))
         log.info("task %s running in container %s", task_id, status.container_id[:12])
         if not status.running:
             self._record_exit(task_id, status)
+        elif task_id in self._stopping:  # a stop arrived while it was starting
+            self._stop(task_id)
 
     def _stop(self, task_id: str) -> None:
         task = self.db.get(task_id)
-        if task is None or task.state.is_terminal:
+        if task is None:
             return
-        if task.container_id is None:  # its start failed or never ran: nothing to stop
+        if task.state.is_terminal:
+            if task.container_id:
+                self._remove_quietly(task.container_id)
+            return
+        if task.state is State.SCHEDULED:
+            # Not started yet (or waiting out a restart backoff): start it now, and _start
+            # stops it at once, so the task goes scheduled -> running -> completed as the
+            # transition table requires.
+            self._enqueue(TaskEvent(task=task))
             return
         try:
-            status = self.runtime.stop(task.container_id, self._stop_timeout)
+            status = self.runtime.stop(task.container_id, self.policy.stop_timeout)
         except RuntimeFailure as exc:
             log.warning("task %s: stop failed, will retry: %s", task_id, exc)
-            self.queue.append(TaskEvent(task=task, state=State.COMPLETED))
+            self._enqueue_later(TaskEvent(task=task, state=State.COMPLETED), 1.0)
             return
         self._record_exit(task_id, status)
         log.info("task %s stopped", task_id)
+
+    def _restart_unhealthy(self, task_id: str, problem: str) -> None:
+        try:
+            with self._lock_for(task_id):
+                task = self.db.get(task_id)
+                if task is None or task.state is not State.RUNNING:
+                    return
+                status = self.runtime.stop(task.container_id, self.policy.stop_timeout)
+                self._record_exit(task_id, status, failure=problem)
+        except Exception:
+            log.exception("task %s: restarting an unhealthy container failed", task_id)
 
     def _observe_safely(self, task_id: str) -> None:
         try:
@@ -173,13 +309,32 @@ class Worker:
         if status is None or not status.running:
             self._record_exit(task_id, status)
 
-    def _record_exit(self, task_id: str, status: ContainerStatus | None) -> None:
-        stop_requested = task_id in self._stopping
-        updated = self.db.update(task_id, lambda t: _exited(t, status, stop_requested))
+    def _record_exit(self, task_id: str, status: ContainerStatus | None, failure: str | None = None) -> None:
+        """Record a container's end: completed, failed, or scheduled again under the restart policy."""
         with self._guard:
+            stop_requested = task_id in self._stopping
             self._stopping.discard(task_id)
-        if updated is not None and updated.state.is_terminal:
+        delay = backoff_delay(self._restart_count(task_id), self.policy.restart_backoff,
+                              self.policy.restart_backoff_cap, random.random())
+        updated = self.db.update(task_id, lambda t: _exited(t, status, stop_requested, failure, delay))
+        if updated is None:
+            return
+        if updated.state is State.SCHEDULED:
+            log.info("task %s exited (%s): restart %d of %d in %.1f s", task_id, updated.exit_code,
+                     updated.restart_count, updated.max_restarts, delay)
+            self._enqueue_later(TaskEvent(task=updated), delay)
+        elif updated.state.is_terminal:
             log.info("task %s %s (exit code %s)", task_id, updated.state.value, updated.exit_code)
+
+    def _restart_count(self, task_id: str) -> int:
+        task = self.db.get(task_id)
+        return task.restart_count if task else 0
+
+    def _remove_quietly(self, container_id: str) -> None:
+        try:
+            self.runtime.remove(container_id)
+        except RuntimeFailure as exc:
+            log.warning("container %s: %s", container_id[:12], exc)
 
     # ----- queries and lifecycle
 
@@ -197,8 +352,32 @@ class Worker:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _fail(task: Task, error: str) -> None:
-    task.state, task.error, task.finished_at = State.FAILED, error, utc_now()
+def _incarnation(status: ContainerStatus) -> int:
+    try:
+        return int(status.labels.get("orca.restart_count", "0"))
+    except ValueError:
+        return 0
+
+
+def _health_url(task: Task) -> str | None:
+    if not task.health_check:
+        return None
+    port = next((p for key, p in task.host_ports.items() if key.endswith("/tcp")), None)
+    return f"http://127.0.0.1:{port}{task.health_check}" if port else None
+
+
+def _age(timestamp: str | None, now: float) -> float:
+    if not timestamp:
+        return 0.0
+    try:
+        return now - datetime.fromisoformat(timestamp.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _finish(task: Task, state: State, error: str | None) -> None:
+    check_transition(task.id, task.state, state)
+    task.state, task.error, task.finished_at = state, error, utc_now()
 
 
 def _running(task: Task, status: ContainerStatus) -> bool:
@@ -207,21 +386,36 @@ def _running(task: Task, status: ContainerStatus) -> bool:
     task.state = State.RUNNING
     task.container_id = status.container_id
     task.started_at = status.started_at or utc_now()
+    task.finished_at, task.exit_code = None, None
     task.host_ports = dict(status.host_ports)
     return True
 
 
-def _exited(task: Task, status: ContainerStatus | None, stop_requested: bool) -> bool:
+def _exited(task: Task, status: ContainerStatus | None, stop_requested: bool, failure: str | None,
+            delay: float) -> bool:
+    """Apply a container's end to the task (under the DB lock); False if it was not running."""
     if task.state is not State.RUNNING:
         return False
-    if status is None:
-        task.state, task.error = exit_outcome(None, False, stop_requested)
-        task.error = None if stop_requested else "container disappeared"
-        task.finished_at = utc_now()
+    exit_code = status.exit_code if status else None
+    outcome, error = exit_outcome(exit_code, bool(status and status.oom_killed), stop_requested)
+    if status is None and not stop_requested:
+        outcome, error = State.FAILED, "container disappeared"
+    if failure and not stop_requested:
+        outcome, error = State.FAILED, failure
+    if status and status.error and outcome is State.FAILED:
+        error = f"{error}: {status.error}"
+    task.exit_code = exit_code
+    task.finished_at = (status.finished_at if status else None) or utc_now()
+    if not stop_requested and should_restart(task.restart_policy, outcome, task.restart_count, task.max_restarts):
+        if outcome is State.FAILED:
+            check_transition(task.id, task.state, State.FAILED)
+            task.state = State.FAILED
+        check_transition(task.id, task.state, State.SCHEDULED)
+        task.restart_count += 1
+        what = error or f"exited with code {exit_code}"
+        task.state, task.error = State.SCHEDULED, f"{what}; restart {task.restart_count} of {task.max_restarts} in {delay:.1f}s"
         return True
-    task.state, task.error = exit_outcome(status.exit_code, status.oom_killed, stop_requested)
-    task.exit_code = status.exit_code
-    if status.error and task.state is State.FAILED:
-        task.error = f"{task.error}: {status.error}"
-    task.finished_at = status.finished_at or utc_now()
+    if outcome is State.FAILED and task.restart_policy != "no" and task.restart_count >= task.max_restarts > 0:
+        error = f"{error}; gave up after {task.restart_count} restarts"
+    task.state, task.error = outcome, error
     return True

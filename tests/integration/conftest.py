@@ -104,6 +104,12 @@ class OrcaProcess:
         self._log.close()
         return self.proc.returncode
 
+    def restart(self) -> "OrcaProcess":
+        """kill -9 the process, then start it again with the same environment."""
+        self.kill()
+        self._log.close()
+        return self.start()
+
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
@@ -122,7 +128,8 @@ class Cluster:
 
     def env(self, **overrides: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORCA_")}
-        env.update(ORCA_LOG_LEVEL="info", ORCA_STATS_INTERVAL="0.5", ORCA_DOWN_AFTER="2")
+        env.update(ORCA_LOG_LEVEL="info", ORCA_STATS_INTERVAL="0.5", ORCA_DOWN_AFTER="2",
+                   ORCA_DATA_DIR=str(self.tmp_path / "data"))
         env.update(overrides)
         return env
 

@@ -60,7 +60,7 @@ def test_signal_stops_everything_quickly_and_leaves_task_containers_running(clus
 def test_in_process_shutdown_leaves_no_thread_behind(cluster, test_image):
     base = free_ports(3)
     config = Config(manager_port=base, worker_port=base + 1, worker_count=2, worker_name=f"{cluster.prefix}-ip",
-                    stats_interval=0.5)
+                    stats_interval=0.5, store="memory")
     cluster.worker_names.update({f"{cluster.prefix}-ip-0", f"{cluster.prefix}-ip-1"})
     before = set(threading.enumerate())
     stop = threading.Event()

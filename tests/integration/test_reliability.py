@@ -1,0 +1,210 @@
+"""Nothing acknowledged is lost: crashes of manager and workers, restarts, health checks,
+lost workers, duplicate events, memory limits and garbage collection, with real processes
+and the real Docker engine."""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import pytest
+import requests
+
+from tests.integration.conftest import TERMINAL, free_ports, post_task, wait_for, wait_state
+
+pytestmark = pytest.mark.docker
+
+HTTPD = ["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"]
+
+
+def split_cluster(cluster, workers: int = 2, **overrides):
+    """A manager process and `workers` worker processes, each killable on its own."""
+    base = free_ports(workers + 1)
+    procs = [cluster.start("worker", workers=1, ORCA_MANAGER_PORT=str(base), ORCA_WORKER_PORT=str(base + 1 + i),
+                           ORCA_WORKER_NAME=f"{cluster.prefix}-w{i}", **overrides) for i in range(workers)]
+    addresses = ",".join(f"127.0.0.1:{base + 1 + i}" for i in range(workers))
+    manager = cluster.start("manager", workers=0, ORCA_MANAGER_PORT=str(base), ORCA_WORKER_PORT=str(base + 1),
+                            ORCA_WORKERS=addresses, **overrides)
+    return manager, procs
+
+
+def containers_by_task(cluster) -> dict[str, list]:
+    found = collections.defaultdict(list)
+    for container in cluster.containers():
+        found[container.labels["orca.task_id"]].append(container)
+    return found
+
+
+def test_manager_killed_and_restarted_keeps_every_acknowledged_task(cluster, test_image):
+    base = free_ports(3)
+    worker = cluster.start("worker", workers=1, ORCA_WORKER_PORT=str(base + 1), ORCA_MANAGER_PORT=str(base))
+    manager = cluster.start("manager", workers=0, ORCA_MANAGER_PORT=str(base), ORCA_WORKER_PORT=str(base + 1),
+                            ORCA_WORKERS=f"127.0.0.1:{base + 1},127.0.0.1:{base + 2}")
+    running = post_task(manager.manager_url, {"image": test_image, "command": ["sleep", "300"]}).json()
+    finishing = post_task(manager.manager_url, {"image": test_image, "command": ["sh", "-c", "sleep 3; exit 4"]}).json()
+    for task in (running, finishing):
+        wait_state(manager.manager_url, task["id"], ("running",))
+    worker.kill()  # so that the next task stays pending
+    pending = post_task(manager.manager_url, {"image": test_image, "command": ["true"]}).json()
+
+    manager.restart()  # kill -9, then start on the same data directory
+    listed = {t["id"]: t for t in requests.get(f"{manager.manager_url}/tasks", timeout=5).json()}
+    assert set(listed) == {running["id"], finishing["id"], pending["id"]}
+    assert listed[running["id"]]["state"] == "running"
+    assert listed[pending["id"]]["state"] == "pending"
+
+    worker.start()
+    assert wait_state(manager.manager_url, pending["id"], ("completed",))["exit_code"] == 0
+    done = wait_state(manager.manager_url, finishing["id"], TERMINAL, timeout=30)
+    assert done["exit_code"] == 4 and done["restart_count"] >= 1  # on-failure restarts are tracked too
+    assert requests.delete(f"{manager.manager_url}/tasks/{running['id']}", timeout=5).status_code == 202
+    assert wait_state(manager.manager_url, running["id"], TERMINAL)["state"] == "completed"
+    for task_id, containers in containers_by_task(cluster).items():
+        assert len(containers) == 1, f"task {task_id} has {len(containers)} containers"
+
+
+def test_worker_killed_and_restarted_adopts_its_containers(cluster, test_image):
+    manager, (worker,) = split_cluster(cluster, workers=1)
+    task = post_task(manager.manager_url, {"image": test_image, "command": ["sh", "-c", "sleep 4; exit 5"],
+                                           "restart_policy": "no"}).json()
+    running = wait_state(manager.manager_url, task["id"], ("running",))
+    worker.restart()
+    adopted = requests.get(f"{worker.worker_url(0)}/tasks/{task['id']}", timeout=5).json()
+    assert (adopted["state"], adopted["container_id"]) == ("running", running["container_id"])
+    done = wait_state(manager.manager_url, task["id"], TERMINAL, timeout=20)
+    assert (done["state"], done["exit_code"]) == ("failed", 5)
+    assert len(cluster.containers()) == 1, "no second container for the adopted task"
+
+
+def test_a_crash_looping_container_is_restarted_with_backoff_then_given_up(orca, test_image):
+    task = post_task(orca.manager_url, {"image": test_image, "command": ["sh", "-c", "exit 1"],
+                                        "max_restarts": 2}).json()
+    done = wait_state(orca.manager_url, task["id"], TERMINAL, timeout=30)
+    assert (done["state"], done["exit_code"], done["restart_count"]) == ("failed", 1, 2)
+    assert "gave up after 2 restarts" in done["error"]
+
+
+@pytest.mark.parametrize("policy, command, state, restarts", [
+    ("no", ["sh", "-c", "exit 1"], "failed", 0),
+    ("always", ["true"], "completed", 1),
+])
+def test_restart_policies(orca, test_image, policy, command, state, restarts):
+    task = post_task(orca.manager_url, {"image": test_image, "command": command, "restart_policy": policy,
+                                        "max_restarts": 1}).json()
+    done = wait_state(orca.manager_url, task["id"], TERMINAL, timeout=20)
+    assert (done["state"], done["restart_count"]) == (state, restarts)
+
+
+def test_failing_health_check_restarts_the_task_and_a_passing_one_does_not(cluster, test_image):
+    orca = cluster.start("all", workers=1, ORCA_HEALTH_INTERVAL="0.3", ORCA_HEALTH_FAILURES="2")
+    spec = {"image": test_image, "command": HTTPD, "ports": {"8080/tcp": None}, "max_restarts": 1}
+    sick = post_task(orca.manager_url, dict(spec, health_check="/missing")).json()
+    well = post_task(orca.manager_url, dict(spec, health_check="/index.html")).json()
+    served = wait_state(orca.manager_url, well["id"], ("running",))
+    assert requests.get(f"http://127.0.0.1:{served['host_ports']['8080/tcp']}/index.html", timeout=5).text == "ok\n"
+    done = wait_state(orca.manager_url, sick["id"], ("failed",), timeout=30)
+    assert done["restart_count"] == 1 and "404" in done["error"]
+    assert requests.get(f"{orca.manager_url}/tasks/{well['id']}", timeout=5).json()["restart_count"] == 0
+
+
+def test_tasks_of_a_lost_worker_move_and_its_stale_copy_is_stopped_on_return(cluster, test_image):
+    manager, (w0, w1) = split_cluster(cluster, workers=2)
+    task = post_task(manager.manager_url, {"image": test_image, "command": ["sleep", "300"]}).json()
+    first = wait_state(manager.manager_url, task["id"], ("running",))
+    assert first["node"] == w0.worker_address(0)
+    w0.kill()
+
+    def moved():
+        current = requests.get(f"{manager.manager_url}/tasks/{task['id']}", timeout=5).json()
+        return current if current["state"] == "running" and current["node"] == w1.worker_address(0) else None
+    second = wait_for(moved, timeout=20, what="the task to move to the other worker")
+    assert second["restart_count"] == 1 and second["container_id"] != first["container_id"]
+    nodes = {n["name"]: n["state"] for n in requests.get(f"{manager.manager_url}/nodes", timeout=5).json()}
+    assert nodes[w0.worker_address(0)] == "down"
+
+    w0.start()  # comes back, adopts the old container, and the manager stops that stale copy
+    wait_for(lambda: [c.id for c in cluster.containers()] == [second["container_id"]], timeout=20,
+             what="only the moved copy's container to remain")
+    assert requests.get(f"{manager.manager_url}/tasks/{task['id']}", timeout=5).json()["node"] == w1.worker_address(0)
+
+
+def test_the_same_event_delivered_twice_starts_one_container(orca, cluster, test_image):
+    event = {"id": "0b7f4c3e-5d1a-4c55-9d1e-4b8f0f0e9a11",
+             "task": {"id": "4c3e0b7f-5d1a-4c55-9d1e-4b8f0f0e9a12", "image": test_image, "command": ["sleep", "60"]}}
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(
+        requests.post(f"{orca.worker_url(0)}/tasks", json=event, timeout=5).status_code)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answers) == [200] * 7 + [201]
+    wait_state(orca.worker_url(0), event["task"]["id"], ("running",))
+    assert len(cluster.containers()) == 1
+    again = requests.post(f"{orca.manager_url}/tasks", json=event, timeout=5)
+    assert again.status_code == 201
+    assert requests.post(f"{orca.manager_url}/tasks", json=event, timeout=5).status_code == 409
+
+
+def test_cpu_and_memory_become_limits_and_an_oom_kill_is_a_failure(orca, cluster, test_image):
+    limited = post_task(orca.manager_url, {"image": test_image, "command": ["sleep", "60"],
+                                           "cpu": 0.5, "memory": "32m"}).json()
+    running = wait_state(orca.manager_url, limited["id"], ("running",))
+    host_config = cluster.docker.containers.get(running["container_id"]).attrs["HostConfig"]
+    assert (host_config["NanoCpus"], host_config["Memory"]) == (500_000_000, 32 * 1024 * 1024)
+    assert "no-new-privileges" in host_config["SecurityOpt"]
+
+    hog = post_task(orca.manager_url, {"image": test_image, "memory": "8m", "restart_policy": "no",
+                                       "command": ["sh", "-c", "x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo $x"]}).json()
+    done = wait_state(orca.manager_url, hog["id"], TERMINAL, timeout=30)
+    assert done["state"] == "failed" and "out of memory" in done["error"]
+
+
+def test_finished_containers_are_collected_and_unlabelled_ones_left_alone(cluster, test_image):
+    orca = cluster.start("all", workers=1, ORCA_GC_AFTER="1")
+    bystander = cluster.docker.containers.create(test_image, ["sleep", "60"], name=f"{cluster.prefix}-bystander")
+    try:
+        task = post_task(orca.manager_url, {"image": test_image, "command": ["true"]}).json()
+        done = wait_state(orca.manager_url, task["id"], ("completed",))
+        assert cluster.docker.containers.get(done["container_id"])  # kept for its logs at first
+        wait_for(lambda: not cluster.containers(), timeout=15, what="the finished container to be collected")
+        bystander.reload()
+        assert bystander.status == "created"
+    finally:
+        bystander.remove(force=True)
+
+
+def test_soak_200_tasks_from_16_threads_while_a_worker_is_killed_and_restarted(cluster, test_image):
+    manager, (w0, w1) = split_cluster(cluster, workers=2)
+    accepted, errors = [], []
+
+    def client(n: int) -> None:
+        for i in range(200 // 16 + (1 if n < 200 % 16 else 0)):
+            try:
+                response = post_task(manager.manager_url, {"image": test_image, "command": ["sleep", "1"]})
+                (accepted if response.status_code == 201 else errors).append(response)
+            except requests.RequestException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2)
+    w1.kill()
+    time.sleep(1)
+    w1.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors and len(accepted) == 200
+    ids = {r.json()["id"] for r in accepted}
+
+    def settled():
+        tasks = {t["id"]: t for t in requests.get(f"{manager.manager_url}/tasks", timeout=10).json()}
+        return tasks if all(tasks[i]["state"] in TERMINAL for i in ids) else None
+    tasks = wait_for(settled, timeout=180, interval=1, what="all 200 tasks to finish")
+    assert set(tasks) == ids
+    for task_id, containers in containers_by_task(cluster).items():
+        assert task_id in ids, f"container of unknown task {task_id}"
+        assert sum(c.status == "running" for c in containers) == 0
+        assert len(containers) == 1, f"task {task_id} has {len(containers)} containers"
+    assert sum(t["state"] == "completed" for t in tasks.values()) >= 190
