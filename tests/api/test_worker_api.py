@@ -98,17 +98,19 @@ def test_stop_event_by_post_is_accepted(worker_client, worker, runtime, wait):
     assert len(runtime.stop_calls) == 1
 
 
-def test_delete_of_finished_task_changes_nothing(worker_client, worker, runtime, wait):
+def test_delete_of_finished_task_only_removes_its_container(worker_client, worker, runtime, wait):
     post(worker_client)
-    run_until(worker, worker_client, "running", wait)
+    running = run_until(worker, worker_client, "running", wait)
     worker_client.delete(f"/tasks/{TASK_ID}")
     run_until(worker, worker_client, "completed", wait)
 
     response = worker_client.delete(f"/tasks/{TASK_ID}")
     assert response.status_code == 202
     assert response.get_json()["state"] == "completed"
-    assert worker.run_pending() == 0
+    assert worker.run_pending() == 1
+    wait(lambda: running["container_id"] in runtime.remove_calls)
     assert len(runtime.stop_calls) == 1
+    assert worker.db.get(TASK_ID).state.value == "completed"
 
 
 def test_run_after_finish_is_a_conflict(worker_client, worker, wait):
