@@ -1,10 +1,12 @@
-"""Orca's single entry point.
+"""Orca's single entry point: the services and the command line, one click group.
 
     python main.py            one manager and ORCA_WORKER_COUNT workers in one process
     python main.py manager    the manager alone (workers listed in ORCA_WORKERS)
     python main.py worker     one worker alone
+    python main.py run|status|stop|logs|nodes ...   talk to a running manager (see cli/)
 
-Configuration comes from the environment and `.env` (the environment wins); see README.
+`orca ...` (the console script of `pip install -e .`) is the same group. Configuration comes
+from the environment and `.env` (the environment wins); see README.
 """
 from __future__ import annotations
 
@@ -15,14 +17,15 @@ import sys
 import threading
 from pathlib import Path
 
+import click
 from dotenv import load_dotenv
 
+from cli.commands import COMMANDS
 from common.config import Config, ConfigError, from_env
 
 log = logging.getLogger("orca")
 
 ROLES = ("all", "manager", "worker")
-USAGE = "usage: python main.py [manager|worker]"
 
 
 def build_services(role: str, config: Config) -> list:
@@ -64,14 +67,8 @@ def install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, handle)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run Orca in the role named by argv; return the process exit status."""
-    args = sys.argv[1:] if argv is None else argv
-    role = args[0] if args else "all"
-    if role not in ROLES or len(args) > 1:
-        print(USAGE, file=sys.stderr)
-        return 2
-    load_dotenv(Path.cwd() / ".env", override=False)
+def run_role(role: str) -> int:
+    """Run the services of `role` ("all", "manager" or "worker") until a signal; return the exit status."""
     try:
         config = from_env(os.environ)
     except ConfigError as exc:
@@ -84,6 +81,56 @@ def main(argv: list[str] | None = None) -> int:
         serve(build_services(role, config), stop)
     except OSError as exc:
         log.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+class OrcaGroup(click.Group):
+    """A click group that lists its commands in the order they were added (roles first)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(cls=OrcaGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Orca, a small container orchestrator.
+
+    With no command, run one manager and ORCA_WORKER_COUNT workers in one process
+    (Ctrl-C or SIGTERM stops them). The other commands talk to a running manager.
+    """
+    load_dotenv(Path.cwd() / ".env", override=False)
+    if ctx.invoked_subcommand is None:
+        ctx.exit(run_role("all"))
+
+
+@cli.command("manager")
+@click.pass_context
+def manager_role(ctx: click.Context) -> None:
+    """Run the manager alone (its workers are listed in ORCA_WORKERS)."""
+    ctx.exit(run_role("manager"))
+
+
+@cli.command("worker")
+@click.pass_context
+def worker_role(ctx: click.Context) -> None:
+    """Run one worker alone."""
+    ctx.exit(run_role("worker"))
+
+
+for _command in COMMANDS:
+    cli.add_command(_command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command in argv (default: sys.argv[1:]); return the process exit status."""
+    try:
+        cli.main(args=argv, standalone_mode=True)
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
         return 1
     return 0
 

@@ -1,0 +1,251 @@
+"""The client commands: run, status, stop, logs and nodes, against the manager's HTTP API.
+
+Every failure is one line on stderr (`orca: ...`) and exit status 1; click's own usage errors
+exit 2. `run --wait` exits with the task's exit code.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from cli.client import ClientError, ManagerClient, ManagerUnreachable, default_url
+from cli.render import SHORT_ID, WIDE, nodes_table, task_detail, tasks_table
+from cli.spec import SpecError, build_event, load_event
+
+TERMINAL = ("completed", "failed")
+POLL_INTERVAL = 0.2
+UNREACHABLE_GRACE = 5.0  # seconds --wait keeps polling a manager that stopped answering
+PIPE_WIDTH = 1000  # piped output is for grep and friends: no column is cut at 80
+INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C
+
+
+class Failure(click.ClickException):
+    """A failure shown as one line, `orca: <message>`, with exit status 1."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"orca: {self.format_message()}", err=True)
+
+
+def reports_errors(command: Callable) -> Callable:
+    """Turn the client's and the task file's errors into one-line failures."""
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (ClientError, SpecError) as exc:
+            raise Failure(str(exc)) from None
+    return wrapper
+
+
+def manager_option(command: Callable) -> Callable:
+    """The --manager URL option, defaulting to ORCA_MANAGER_URL (read after .env is loaded)."""
+    return click.option(
+        "--manager", "manager_url", metavar="URL", default=lambda: default_url(os.environ),
+        show_default="$ORCA_MANAGER_URL or http://127.0.0.1:5555",
+        help="The manager's address. ORCA_TOKEN, when set, is sent as a bearer token.",
+    )(command)
+
+
+def connect(manager_url: str) -> ManagerClient:
+    """A client for the manager at `manager_url`, with ORCA_TOKEN as bearer token when set."""
+    return ManagerClient(manager_url, token=os.environ.get("ORCA_TOKEN", "").strip() or None)
+
+
+def out() -> Console:
+    """Console for results (stdout): fitted to a terminal; plain and never cut when piped."""
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=PIPE_WIDTH)
+
+
+def err() -> Console:
+    """Console for progress and messages (stderr)."""
+    return Console(stderr=True, highlight=False)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+# ----- run
+
+@click.command(context_settings={"allow_interspersed_args": False})
+@click.option("-f", "--file", "task_file", type=click.File("r"), metavar="FILE",
+              help="A task (or a whole task event) as JSON; '-' reads stdin. Flags override it.")
+@click.option("--image", metavar="IMAGE", help="The image to run.")
+@click.option("--name", metavar="NAME", help="The task's name (letters, digits, '_.-'); the image's name by default.")
+@click.option("-e", "--env", multiple=True, metavar="NAME=VALUE", help="An environment variable; repeatable.")
+@click.option("--cpu", metavar="CORES", help="CPU limit in cores, e.g. 0.5.")
+@click.option("-m", "--memory", metavar="SIZE", help="Memory limit in bytes or a size such as 64m.")
+@click.option("-p", "--port", "ports", multiple=True, metavar="[HOST:]PORT/PROTO",
+              help="Publish a container port (e.g. 8080/tcp) on any free host port, or on HOST; repeatable.")
+@click.option("-w", "--wait", is_flag=True,
+              help="Wait for the task to finish; exit with its exit code.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@manager_option
+@reports_errors
+def run(task_file, image, name, env, cpu, memory, ports, wait, command, manager_url) -> None:
+    """Start a task and print its id.
+
+    The command and its arguments follow the options (after `--` if they start with '-'):
+
+    \b
+        orca run --image busybox --memory 64m -- sh -c 'echo hi; sleep 30'
+    """
+    base = load_event(task_file.read(), task_file.name) if task_file else None
+    event = build_event(base, image=image, name=name, env=env, cpu=cpu, memory=memory, ports=ports,
+                        command=command)
+    client = connect(manager_url)
+    task = client.submit(event)
+    click.echo(task["id"])
+    if wait:
+        click.get_current_context().exit(finish(client, task))
+
+
+def finish(client: ManagerClient, task: dict[str, Any]) -> int:
+    """Wait for the task under a spinner, report how it ended, and return the exit status."""
+    console = err()
+    started = time.monotonic()
+    try:
+        wait_for(client, task, console, started)
+    except KeyboardInterrupt:
+        click.echo(f"orca: stopped waiting; task {task['id']} is left running "
+                   f"('orca stop {task['id'][:SHORT_ID]}' stops it)", err=True)
+        return INTERRUPTED
+    took = f"{time.monotonic() - started:.1f}s"
+    code = task.get("exit_code")
+    if task["state"] == "completed":
+        click.echo(f"task {task['id'][:SHORT_ID]} completed after {took}, exit code "
+                   f"{code if code is not None else '-'}", err=True)
+        return exit_status(code, 0)
+    click.echo(f"orca: task {task['id'][:SHORT_ID]} failed after {took}: {task.get('error') or 'no reason given'}",
+               err=True)
+    return exit_status(code, 1)
+
+
+def exit_status(code: Any, default: int) -> int:
+    """The task's exit code as this command's status: `default` when there is none, 1 when it
+    does not fit a status (a negative or a non-zero multiple of 256 would read as success)."""
+    if not isinstance(code, int) or isinstance(code, bool):
+        return default
+    return code if 0 <= code <= 255 else 1
+
+
+def wait_for(client: ManagerClient, task: dict[str, Any], console: Console, started: float) -> None:
+    """Poll the task every POLL_INTERVAL until it is completed or failed, updating `task` in place
+    (so that a caller interrupted by Ctrl-C still has the latest state).
+
+    A manager that stops answering is polled for UNREACHABLE_GRACE seconds more, then
+    ManagerUnreachable is raised.
+    """
+    last_answer = time.monotonic()
+    with console.status(progress_line(task, started)) as status:
+        while task["state"] not in TERMINAL:
+            time.sleep(POLL_INTERVAL)
+            try:
+                task.update(client.task(task["id"]))
+                last_answer = time.monotonic()
+            except ManagerUnreachable:
+                if time.monotonic() - last_answer > UNREACHABLE_GRACE:
+                    raise
+            status.update(progress_line(task, started))
+
+
+def progress_line(task: dict[str, Any], started: float) -> str:
+    """The spinner's text (rich markup): `task 3f2a9c1e running on 127.0.0.1:5556 (1.2s)`."""
+    where = f" on {escape(task['node'])}" if task.get("node") else ""
+    return (f"task {escape(task['id'][:SHORT_ID])} [bold]{escape(str(task['state']))}[/]{where} "
+            f"({time.monotonic() - started:.1f}s)")
+
+
+# ----- status, stop
+
+@click.command()
+@click.argument("task_id", required=False, metavar="[ID]")
+@click.option("--json", "as_json", is_flag=True, help="Print the manager's JSON instead of a table.")
+@manager_option
+@reports_errors
+def status(task_id, as_json, manager_url) -> None:
+    """Show every task, or one task in detail. ID may be any unique start of a task id."""
+    client = connect(manager_url)
+    if task_id is None:
+        tasks = client.tasks()
+        if as_json:
+            print_json(tasks)
+        elif tasks:
+            out().print(tasks_table(tasks, now()))
+        else:
+            click.echo("no tasks")
+        return
+    task = client.task(client.resolve(task_id))
+    if as_json:
+        print_json(task)
+    else:
+        out().print(task_detail(task, now()))
+
+
+@click.command()
+@click.argument("task_id", metavar="ID")
+@manager_option
+@reports_errors
+def stop(task_id, manager_url) -> None:
+    """Stop a task: its container is stopped and removed. Prints the task's id."""
+    client = connect(manager_url)
+    task = client.stop(client.resolve(task_id))
+    click.echo(task["id"])
+
+
+# ----- logs
+
+@click.command()
+@click.argument("task_id", metavar="ID")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing output as the task writes it.")
+@click.option("--tail", type=click.IntRange(min=0), metavar="N", help="Only the last N lines.")
+@manager_option
+@reports_errors
+def logs(task_id, follow, tail, manager_url) -> None:
+    """Print a task's output (stdout and stderr of its container)."""
+    client = connect(manager_url)
+    task_id = client.task(client.resolve(task_id))["id"]  # an unknown id is "not found", route or not
+    stdout = click.get_binary_stream("stdout")
+    try:
+        for chunk in client.logs(task_id, tail=tail, follow=follow):
+            stdout.write(chunk)
+            stdout.flush()
+    except KeyboardInterrupt:
+        click.get_current_context().exit(INTERRUPTED)
+    except BrokenPipeError:  # `orca logs ID | head`: the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())  # no second error at exit
+        click.get_current_context().exit(0)
+
+
+# ----- nodes
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the manager's JSON instead of a table.")
+@manager_option
+@reports_errors
+def nodes(as_json, manager_url) -> None:
+    """Show the workers: state, CPU, memory and disk use, task count."""
+    found = connect(manager_url).nodes()
+    if as_json:
+        print_json(found)
+    elif found:
+        console = out()
+        console.print(nodes_table(found, now(), wide=console.width >= WIDE))
+    else:
+        click.echo("no workers")
+
+
+COMMANDS = (run, status, stop, logs, nodes)
