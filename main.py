@@ -119,6 +119,17 @@ def worker_role(ctx: click.Context) -> None:
     ctx.exit(run_role("worker"))
 
 
+@cli.command("cleanup")
+@click.option("--worker", metavar="NAME", help="Only the containers of this worker (their orca.worker label).")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@click.pass_context
+def cleanup(ctx: click.Context, worker: str | None, dry_run: bool) -> None:
+    """Remove every container carrying Orca's labels, and nothing else (run it while Orca is stopped)."""
+    from worker.cleanup import cleanup_main
+
+    ctx.exit(cleanup_main((["--worker", worker] if worker else []) + (["--dry-run"] if dry_run else [])))
+
+
 for _command in COMMANDS:
     cli.add_command(_command)
 

@@ -1,9 +1,18 @@
 """Configuration: parsed once from the environment into a frozen dataclass."""
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Mapping
+
+MIN_TOKEN = 16
+MAX_TOKEN = 1024
+MAX_PATTERN = 512
+TOKEN_HINT = ("generate a token and give every manager and worker the same one: "
+              "export ORCA_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+_TOKEN = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: it travels in an HTTP header
 
 
 class ConfigError(ValueError):
@@ -39,6 +48,8 @@ class Config:
     health_interval: float = 5.0
     health_failures: int = 3
     gc_after: float = 600.0
+    token: str = field(default="", repr=False)  # a secret: never in repr, logs or responses
+    allowed_images: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict, compare=False)
 
     def worker_address(self, index: int = 0) -> str:
@@ -81,11 +92,69 @@ def _workers(raw: str) -> tuple[str, ...]:
     return addresses
 
 
+def _token(raw: str) -> str:
+    """ORCA_TOKEN, checked without ever putting its value into a message."""
+    token = raw.strip()
+    if token and (not MIN_TOKEN <= len(token) <= MAX_TOKEN or not _TOKEN.match(token)):
+        raise ConfigError(f"ORCA_TOKEN must be {MIN_TOKEN}-{MAX_TOKEN} visible ASCII characters "
+                          f"without spaces; {TOKEN_HINT}")
+    return token
+
+
+def _patterns(raw: str) -> tuple[str, ...]:
+    patterns = tuple(p.strip() for p in raw.split(",") if p.strip())
+    for pattern in patterns:
+        if len(pattern) > MAX_PATTERN or not pattern.isprintable() or any(c.isspace() for c in pattern):
+            raise ConfigError(f"ORCA_ALLOWED_IMAGES entry {pattern[:64]!r} is not an image pattern")
+    return patterns
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1 (bracketed or not); False for anything else,
+    0.0.0.0, :: and host names included."""
+    host = host.strip().lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_binding(config: Config, role: str = "all") -> None:
+    """Refuse to listen beyond loopback without a token.
+
+    Args:
+        role: "manager", "worker" or "all"; only the listen addresses of the role count.
+    Raises:
+        ConfigError: naming the variable and saying how to set ORCA_TOKEN.
+    """
+    if config.token:
+        return
+    hosts = {"manager": ("ORCA_MANAGER_HOST",), "worker": ("ORCA_WORKER_HOST",)}.get(
+        role, ("ORCA_MANAGER_HOST", "ORCA_WORKER_HOST"))
+    for name in hosts:
+        host = config.manager_host if name == "ORCA_MANAGER_HOST" else config.worker_host
+        if not is_loopback(host):
+            raise ConfigError(f"refusing to listen on {name}={host} without ORCA_TOKEN: anyone who "
+                              f"reaches the port could run containers. To fix it, {TOKEN_HINT} "
+                              f"(or listen on 127.0.0.1)")
+
+
 def from_env(env: Mapping[str, str]) -> Config:
-    """Build a Config from environment variables, validating each; raise ConfigError."""
+    """Build a Config from environment variables, validating each; raise ConfigError.
+
+    Also refuses (ConfigError) a manager or worker host beyond loopback without ORCA_TOKEN.
+    """
     level = env.get("ORCA_LOG_LEVEL", "info").strip().lower() or "info"
     if not isinstance(logging.getLevelName(level.upper()), int):
         raise ConfigError(f"ORCA_LOG_LEVEL must be debug, info, warning or error, got {level!r}")
+    config = _build(env, level)
+    check_binding(config)
+    return config
+
+
+def _build(env: Mapping[str, str], level: str) -> Config:
     return Config(
         manager_host=env.get("ORCA_MANAGER_HOST", "").strip() or "127.0.0.1",
         manager_port=_int(env, "ORCA_MANAGER_PORT", 5555, 0, 65535),
@@ -110,6 +179,8 @@ def from_env(env: Mapping[str, str]) -> Config:
         health_interval=_float(env, "ORCA_HEALTH_INTERVAL", 5.0, 0.1, 3600),
         health_failures=_int(env, "ORCA_HEALTH_FAILURES", 3, 1, 1000),
         gc_after=_float(env, "ORCA_GC_AFTER", 600.0, 0.0, 10 * 365 * 86400),
+        token=_token(env.get("ORCA_TOKEN", "")),
+        allowed_images=_patterns(env.get("ORCA_ALLOWED_IMAGES", "")),
     )
 
 

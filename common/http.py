@@ -1,6 +1,8 @@
 """JSON-only Flask apps and an in-process waitress server that shuts down cleanly."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import threading
@@ -11,10 +13,12 @@ from waitress.server import create_server
 from werkzeug.exceptions import HTTPException
 
 from task import Conflict, NotFound, OrcaError, Unavailable, ValidationError, WorkerRejected
+from task.errors import Forbidden
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
+OPEN_PATHS = frozenset({"/health"})  # routes answered without a token (liveness probes)
 CONNECTION_LIMIT = 1000
 logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" on every burst
 
@@ -23,10 +27,16 @@ class UnsupportedMediaType(OrcaError):
     """The body is not declared as JSON."""
 
 
+class Unauthorized(OrcaError):
+    """The request lacks the bearer token this server requires."""
+
+
 # The one mapping from Orca's errors to HTTP statuses.
 STATUS_BY_ERROR: tuple[tuple[type[OrcaError], int], ...] = (
     (ValidationError, 400),
     (UnsupportedMediaType, 415),
+    (Unauthorized, 401),
+    (Forbidden, 403),
     (WorkerRejected, 400),
     (NotFound, 404),
     (Conflict, 409),
@@ -49,19 +59,23 @@ def error_response(message: str, status: int) -> tuple[Response, int]:
 
 def create_json_app(name: str) -> Flask:
     """Return a Flask app whose every error, including 404/405/413 and crashes, is JSON."""
-    app = Flask(name)
+    app = Flask(name, static_folder=None)  # no /static route serving files from the working directory
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.json.sort_keys = False
     app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False  # "/tasks//x" would be an HTML redirect: a JSON 404 instead
 
     @app.errorhandler(OrcaError)
     def _orca_error(error: OrcaError):
         status = status_for(error)
         if status >= 500 and not isinstance(error, Unavailable):
-            log.exception("%s %s failed", request.method, request.path)
+            log.exception("%s %s failed", request.method, _printable(request.path))
         else:
-            log.info("%s %s -> %d: %s", request.method, request.path, status, error)
-        return error_response(str(error), status)
+            log.info("%s %s -> %d: %s", request.method, _printable(request.path), status, _printable(str(error)))
+        response = error_response(str(error), status)
+        if status == 401:
+            response[0].headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
@@ -71,10 +85,49 @@ def create_json_app(name: str) -> Flask:
 
     @app.errorhandler(Exception)
     def _crash(error: Exception):
-        log.exception("%s %s crashed", request.method, request.path)
+        log.exception("%s %s crashed", request.method, _printable(request.path))
         return error_response("internal error", 500)
 
     return app
+
+
+def require_token(app: Flask, token: str) -> None:
+    """Make every route of `app` but /health answer 401 unless the request carries
+    `Authorization: Bearer <token>`. An empty token leaves the app open.
+
+    The comparison takes constant time; neither the expected nor the offered token is ever
+    logged or echoed. A path that matches no route needs the token too, so an unauthenticated
+    caller cannot even map the routes.
+    """
+    if not token:
+        return
+    expected = _digest(token)
+
+    @app.before_request
+    def _check_token():
+        rule = request.url_rule
+        if rule is not None and rule.rule in OPEN_PATHS:
+            return None
+        scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+        valid = hmac.compare_digest(_digest(offered.strip()), expected)
+        if scheme.lower() != "bearer" or not valid:
+            raise Unauthorized("missing or invalid bearer token")
+        return None
+
+
+def _digest(token: str) -> bytes:
+    """Equal-length digests, so compare_digest reveals not even the token's length (and
+    never sees a str: on non-ASCII str it raises TypeError)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """`text` cut to `limit` characters, control characters escaped: a log line stays one
+    line, whatever a client put in a path or a field name."""
+    text = text[:limit]
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def json_body() -> Any:

@@ -1,26 +1,91 @@
 """The manager's HTTP API."""
 from __future__ import annotations
 
-from flask import Blueprint, Flask, jsonify
+from flask import Blueprint, Flask, Response, jsonify
 
-from common.http import create_json_app, json_body
+from common.http import create_json_app, json_body, query_float
+from common.query import log_options
+from common.streams import StreamLimit, client_gone, relay, text_response, until_broken
 from manager.jrpc import create_jrpc_blueprint
+from manager.logs import TaskLogs
 from manager.manager import Manager
-from task import State, parse_event
+from task import State, Task, TaskEvent, Unavailable, WorkerUnavailable, parse_event
+from task.validation import check_image_allowed
+
+DEFAULT_WAIT = 30.0  # seconds GET /tasks/<id>/wait waits without ?timeout
+MAX_WAIT = 300.0  # the longest ?timeout / ?wait accepted
+MAX_LONG_REQUESTS = 8  # follows and waits served at once; each holds a request thread
 
 
-def create_app(manager: Manager) -> Flask:
-    """Build the manager's Flask app around a Manager."""
+def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_requests: int = MAX_LONG_REQUESTS) -> Flask:
+    """Build the manager's Flask app around a Manager.
+
+    Args:
+        allowed_images: fnmatch patterns a task's image must match (403 otherwise); empty: any.
+        max_long_requests: log follows and waits served at once (503 beyond).
+    """
     app = create_json_app("orca-manager")
     api = Blueprint("manager", __name__)
+    logs = TaskLogs(manager)
+    long_requests = StreamLimit(max_long_requests, "log follows and waits")
 
     @api.post("/tasks")
     def submit_task():
+        wait = query_float("wait", None, 0.0, MAX_WAIT)
         event = parse_event(json_body())
         if event.state is State.COMPLETED:
             return jsonify(manager.stop(event.task.id).to_dict()), 202
+        check_image_allowed(event.task.image, allowed_images)
+        if wait is not None:
+            return run_to_completion(event, wait)
         task = manager.submit(event)
         return jsonify(task.to_dict()), 201, {"Location": f"/tasks/{task.id}"}
+
+    def run_to_completion(event: TaskEvent, wait: float):
+        """Submit, wait up to `wait` seconds for the task to end, answer with its output."""
+        release = long_requests.acquire()  # before submitting: a refusal creates nothing
+        try:
+            task = manager.submit(event)
+            task, done = manager.wait_task(task.id, _finished, wait)
+            output = logs.capture(task)
+        finally:
+            release()
+        body = {"task": task.to_dict(), "done": done, "timed_out": not done, "exit_code": task.exit_code,
+                "output": output}
+        return jsonify(body), 201, {"Location": f"/tasks/{task.id}"}
+
+    @api.get("/tasks/<task_id>/wait")
+    def wait_for_task(task_id: str):
+        timeout = query_float("timeout", DEFAULT_WAIT, 0.0, MAX_WAIT)
+        manager.get(task_id)  # 404 before taking a slot
+        release = long_requests.acquire()
+        try:
+            task, done = manager.wait_task(task_id, _finished, timeout)
+        finally:
+            release()
+        if not done and not manager.accepting:
+            raise Unavailable("manager is shutting down")
+        return jsonify({"task": task.to_dict(), "done": done, "timed_out": not done})
+
+    @api.get("/tasks/<task_id>/logs")
+    def task_logs(task_id: str) -> Response:
+        options = log_options()
+        task = manager.get(task_id)
+        if not options.follow:
+            chunks, close = logs.read(task, options)
+            return text_response(until_broken(chunks, (WorkerUnavailable,), task.id), close)
+        release = long_requests.acquire()
+        follower = logs.follower(task.id, options)
+        gone = client_gone()
+        body = relay(iter(follower), follower.close, stop=lambda: not manager.accepting or gone())
+        return text_response(body, follower.close, release)
+
+    @api.get("/health")
+    def health():
+        workers = [{"name": n.name, "address": n.address, "state": n.state, "accepts_tasks": n.accepts_tasks,
+                    "docker": n.engine} for n in manager.nodes()]
+        ready = bool(workers) and all(w["accepts_tasks"] for w in workers)
+        return jsonify({"status": "ok" if ready else "degraded", "workers": workers})
 
     @api.get("/tasks")
     def list_tasks():
@@ -39,5 +104,9 @@ def create_app(manager: Manager) -> Flask:
         return jsonify([n.to_dict() for n in manager.nodes()])
 
     app.register_blueprint(api)
-    app.register_blueprint(create_jrpc_blueprint(manager))
+    app.register_blueprint(create_jrpc_blueprint(manager, allowed_images))
     return app
+
+
+def _finished(task: Task) -> bool:
+    return task.state.is_terminal

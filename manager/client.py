@@ -1,8 +1,9 @@
 """HTTP client for the workers' APIs: the manager's only outbound HTTP."""
 from __future__ import annotations
 
+import socket
 import threading
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -23,9 +24,11 @@ class WorkerClient:
         WorkerRejected: another 4xx; the message is the worker's own.
     """
 
-    def __init__(self, connect_timeout: float = 1.0, read_timeout: float = 5.0) -> None:
+    def __init__(self, connect_timeout: float = 1.0, read_timeout: float = 5.0, token: str = "") -> None:
         self._timeout = (connect_timeout, read_timeout)
+        self._token = token  # sent as a bearer token to workers that require ORCA_TOKEN
         self._local = threading.local()
+        self._sessions: list[requests.Session] = []
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
@@ -33,12 +36,21 @@ class WorkerClient:
             session = requests.Session()
             session.trust_env = False  # workers are addressed directly, never through a proxy
             session.mount("http://", HTTPAdapter(max_retries=0, pool_maxsize=32))
+            if self._token:
+                session.headers["Authorization"] = f"Bearer {self._token}"
             self._local.session = session
+            self._sessions.append(session)
         return session
 
+    def close(self) -> None:
+        """Close every connection, which also ends long polls in flight (shutdown)."""
+        for session in list(self._sessions):
+            session.close()
+
     def _call(self, method: str, address: str, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
         try:
-            response = self._session().request(method, f"http://{address}{path}", timeout=self._timeout, **kwargs)
+            response = self._session().request(method, f"http://{address}{path}", **kwargs)
         except requests.RequestException as exc:
             raise WorkerUnavailable(f"worker {address} unreachable: {type(exc).__name__}") from None
         if response.status_code < 400:
@@ -65,11 +77,15 @@ class WorkerClient:
         """DELETE a task on the worker; return its copy of the task."""
         return self._json(self._call("DELETE", address, f"/tasks/{task_id}"), address)
 
-    def changes(self, address: str, since: int) -> tuple[str, int, list[dict[str, Any]]]:
+    def changes(self, address: str, since: int, wait: float = 0.0) -> tuple[str, int, list[dict[str, Any]]]:
         """Return (the worker's instance id, its version, the tasks it changed after `since`).
 
-        The instance id changes when the worker restarts; its versions then start again."""
-        response = self._call("GET", address, "/tasks", params={"since": since})
+        With `wait`, the worker holds the request until something changes or `wait` seconds
+        pass (a long poll). The instance id changes when the worker restarts; its versions
+        then start again."""
+        params = {"since": since, "wait": wait} if wait else {"since": since}
+        timeout = (self._timeout[0], self._timeout[1] + wait)
+        response = self._call("GET", address, "/tasks", params=params, timeout=timeout)
         try:
             version = int(response.headers.get(VERSION_HEADER, "0"))
         except ValueError:
@@ -79,6 +95,108 @@ class WorkerClient:
     def stats(self, address: str) -> dict[str, Any]:
         """GET the worker's /stats."""
         return self._json(self._call("GET", address, "/stats"), address)
+
+    def health(self, address: str) -> dict[str, Any]:
+        """GET the worker's /health; return it with its "docker" engine report.
+
+        A 503 that carries an engine report is an answer too: the worker is up, its engine
+        is not. Raises NotFound for a worker that has no /health.
+        """
+        try:
+            response = self._session().get(f"http://{address}/health", timeout=self._timeout)
+        except requests.RequestException as exc:
+            raise WorkerUnavailable(f"worker {address} unreachable: {type(exc).__name__}") from None
+        if response.status_code in (200, 503):
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and isinstance(body.get("docker"), dict):
+                return {**body, "docker": _engine_report(body["docker"])}
+        if response.status_code == 404:
+            raise NotFound(f"worker {address} has no /health")
+        raise WorkerUnavailable(f"worker {address} answered /health with {response.status_code}: "
+                                f"{_error_message(response)}")
+
+    def open_logs(self, address: str, task_id: str, params: dict[str, str],
+                  follow: bool) -> tuple[Iterator[bytes], Callable[[], None]]:
+        """GET the worker's /tasks/<id>/logs as a stream.
+
+        Following, the read has no timeout: the stream lasts as long as the task runs.
+        Returns:
+            (chunks, close): the body as the worker sends it (a line per chunk when
+            following); reading raises WorkerUnavailable when the connection breaks. close()
+            ends the stream, also from another thread while a read is blocked.
+        """
+        timeout = (self._timeout[0], None if follow else self._timeout[1])
+        url = f"http://{address}/tasks/{task_id}/logs"
+        session = self._stream_session()
+        try:
+            response = session.get(url, params=params, stream=True, timeout=timeout)
+        except requests.RequestException as exc:
+            session.close()
+            raise WorkerUnavailable(f"worker {address} unreachable: {type(exc).__name__}") from None
+        if response.status_code >= 400:
+            message = _error_message(response)
+            response.close()
+            session.close()
+            if response.status_code == 404:
+                raise NotFound(message)
+            if response.status_code >= 500:
+                raise WorkerUnavailable(f"worker {address} answered {response.status_code}: {message}")
+            raise WorkerRejected(message)
+        return _chunks(response, address, session), _aborter(response, session)
+
+    def _stream_session(self) -> requests.Session:
+        """A session for one stream, closed with it. Streams are opened from short-lived
+        reader threads, which would each leave a per-thread session behind; and a stream
+        holds its connection to the end anyway. Set up like _session()."""
+        session = requests.Session()
+        session.trust_env = False
+        session.mount("http://", HTTPAdapter(max_retries=0, pool_maxsize=1))
+        if self._token:
+            session.headers["Authorization"] = f"Bearer {self._token}"
+        return session
+
+
+def _chunks(response: requests.Response, address: str, session: requests.Session) -> Iterator[bytes]:
+    try:
+        for chunk in response.iter_content(chunk_size=None):
+            if chunk:
+                yield chunk
+    except (requests.RequestException, OSError, ValueError, AttributeError) as exc:
+        raise WorkerUnavailable(f"worker {address}: the output stream broke: {type(exc).__name__}") from None
+    finally:
+        response.close()
+        session.close()
+
+
+def _aborter(response: requests.Response, session: requests.Session) -> Callable[[], None]:
+    """A close() for a streamed response that also wakes a read blocked in another thread.
+
+    Response.close() alone would wait for that read (it takes the buffer's lock), so the
+    socket is shut down first, as the Docker SDK does for its own streams.
+    """
+    def close() -> None:
+        sock = getattr(getattr(getattr(getattr(response.raw, "_fp", None), "fp", None), "raw", None), "_sock", None)
+        try:
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
+        response.close()
+        session.close()
+    return close
+
+
+ENGINE_FIELDS = ("reachable", "version", "api_version", "error", "checked_at")
+
+
+def _engine_report(report: dict[str, Any]) -> dict[str, Any]:
+    """The known fields of a worker's engine report, with `reachable` True, False or None."""
+    clean = {key: str(report[key])[:500] for key in ENGINE_FIELDS[1:] if report.get(key) is not None}
+    reachable = report.get("reachable")
+    return {"reachable": reachable if isinstance(reachable, bool) else None, **clean}
 
 
 def _error_message(response: requests.Response) -> str:

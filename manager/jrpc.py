@@ -25,6 +25,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from common.http import MAX_BODY
 from manager.manager import Manager
 from task import NotFound, OrcaError, ValidationError, parse_event, parse_uuid
+from task.errors import Forbidden
+from task.validation import check_image_allowed
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +188,9 @@ MIB = 1 << 20
 class ContainerService:
     """ContainerService.Create and ContainerService.Status over a Manager."""
 
-    def __init__(self, manager: Manager) -> None:
+    def __init__(self, manager: Manager, allowed_images: tuple[str, ...] = ()) -> None:
         self._manager = manager
+        self._allowed_images = allowed_images
 
     def methods(self) -> dict[str, Method]:
         """The dispatch table for handle_body."""
@@ -197,13 +200,16 @@ class ContainerService:
         """Queue a task from `{"image", "arguments", "resources", "env"}`; return its job id.
 
         Raises:
-            RpcError: -32602 naming the bad parameter; -32000 when the manager refuses.
+            RpcError: -32602 naming the bad parameter, also for an image ORCA_ALLOWED_IMAGES
+                refuses (the caller must change it: retrying cannot help); -32000 when the
+                manager refuses.
         """
         args = _single_object(params, CREATE_PARAMS)
         task, renames = _task_fields(args)
         try:
             event = parse_event({"task": task})
-        except ValidationError as exc:
+            check_image_allowed(event.task.image, self._allowed_images)
+        except (ValidationError, Forbidden) as exc:
             raise invalid_params(_rename(str(exc), renames)) from None
         task = self._call(self._manager.submit, event)
         log.info("task %s created over JSON-RPC", task.id)
@@ -330,10 +336,11 @@ def _rename(message: str, renames: dict[str, str]) -> str:
 # ----- HTTP
 
 
-def create_jrpc_blueprint(manager: Manager) -> Blueprint:
-    """The `POST /jrpc` route serving ContainerService over `manager`."""
+def create_jrpc_blueprint(manager: Manager, allowed_images: tuple[str, ...] = ()) -> Blueprint:
+    """The `POST /jrpc` route serving ContainerService over `manager`, refusing images that
+    match none of `allowed_images` (when given)."""
     blueprint = Blueprint("jrpc", __name__)
-    methods = ContainerService(manager).methods()
+    methods = ContainerService(manager, allowed_images).methods()
 
     @blueprint.post("/jrpc")
     def jrpc():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+import time
 from collections import deque
 from typing import Any, Callable, Iterable, Protocol
 
@@ -22,13 +23,18 @@ OBSERVED_FIELDS = ("container_id", "exit_code", "error", "host_ports", "started_
 ACTIVE = (State.SCHEDULED, State.RUNNING)
 
 
+class NoWorkerUp(WorkerUnavailable):
+    """No worker can take a task right now."""
+
+
 class WorkerAPI(Protocol):
     """The calls the manager makes to workers (manager.client.WorkerClient over HTTP)."""
 
     def send_event(self, address: str, event: TaskEvent) -> dict[str, Any]: ...
     def stop_task(self, address: str, task_id: str) -> dict[str, Any]: ...
-    def changes(self, address: str, since: int) -> tuple[str, int, list[dict[str, Any]]]: ...
+    def changes(self, address: str, since: int, wait: float = 0.0) -> tuple[str, int, list[dict[str, Any]]]: ...
     def stats(self, address: str) -> dict[str, Any]: ...
+    def health(self, address: str) -> dict[str, Any]: ...
 
 
 class Manager:
@@ -53,9 +59,12 @@ class Manager:
         self._nodes = [Node(name=address, address=address) for address in workers]
         self._by_name = {node.name: node for node in self._nodes}
         self._cursors: dict[str, tuple[str, int]] = {}
+        self._sync_locks = {node.name: threading.Lock() for node in self._nodes}
         self._stale: set[tuple[str, str, str]] = set()  # (task, node, container) already told to stop
         self._stop_requested: set[str] = set()
         self._accepting = True
+        self._changes = threading.Condition()  # notified on every task write and at shutdown
+        self._change_count = 0
         self.on_work: Callable[[], None] = lambda: None
         self._load()
 
@@ -83,7 +92,16 @@ class Manager:
         items: list[tuple[str, str, dict[str, Any] | None]] = [("task", t.id, t.to_dict()) for t in tasks]
         items += [("event", e.id, {"id": e.id, "task_id": e.task.id, "state": e.state.value, "node": e.node,
                                    "timestamp": e.timestamp, "pending": pending}) for e, pending in events]
-        return self._store.submit(items) if items else _nothing
+        if not items:
+            return _nothing
+        self._notify_change()
+        return self._store.submit(items)
+
+    def _notify_change(self) -> None:
+        """Wake wait_task() callers (a task was written, or intake closed)."""
+        with self._changes:
+            self._change_count += 1
+            self._changes.notify_all()
 
     def close(self) -> None:
         """Close the store."""
@@ -171,8 +189,37 @@ class Manager:
         return len(self._pending)
 
     def close_intake(self) -> None:
-        """Refuse new requests from now on."""
+        """Refuse new requests from now on, and release wait_task() callers."""
         self._accepting = False
+        self._notify_change()
+
+    @property
+    def accepting(self) -> bool:
+        """False once the manager is shutting down."""
+        return self._accepting
+
+    @property
+    def client(self) -> WorkerAPI:
+        """The workers' client (the API streams task output through it)."""
+        return self._client
+
+    def wait_task(self, task_id: str, until: Callable[[Task], bool], timeout: float) -> tuple[Task, bool]:
+        """Block until `until(task)` holds, `timeout` seconds pass or intake closes.
+
+        Returns (a copy of the task, whether `until` held). Raises NotFound.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._changes:
+                seen = self._change_count
+            task = self.get(task_id)
+            if until(task):
+                return task, True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._accepting:
+                return task, False
+            with self._changes:
+                self._changes.wait_for(lambda: self._change_count != seen or not self._accepting, remaining)
 
     def _check_accepting(self) -> None:
         if not self._accepting:
@@ -198,21 +245,26 @@ class Manager:
                     if not self._pending:
                         break
                     event = self._pending.popleft()
-                if self._dispatch_one(event):
+                outcome = self._dispatch_one(event)
+                if outcome is True:
                     delivered += 1
                 else:
                     retry.append(event)
+                    if outcome is NoWorkerUp:  # the rest would not find one either
+                        break
         finally:
             if retry:
                 with self._lock:
                     self._pending.extendleft(reversed(retry))
         return delivered
 
-    def _dispatch_one(self, event: TaskEvent) -> bool:
-        """Deliver one event; return False when it must wait for a later pass."""
+    def _dispatch_one(self, event: TaskEvent) -> bool | type:
+        """Deliver one event; return True when it is done, else False or NoWorkerUp (wait)."""
         try:
             self._dispatch(event)
             return True
+        except NoWorkerUp:
+            return NoWorkerUp
         except WorkerUnavailable as exc:
             log.info("task %s: event %s waits: %s", event.task.id, event.id, exc)
         except (WorkerRejected, NotFound, Conflict) as exc:  # a stop the worker refused
@@ -242,7 +294,7 @@ class Manager:
                 self._done(event)
                 return
             if node is None:
-                raise WorkerUnavailable("no worker is up")
+                raise NoWorkerUp("no worker is up")
             try:
                 answer = self._client.send_event(node.address, TaskEvent(task=current, id=event.id))
             except WorkerUnavailable as exc:
@@ -326,17 +378,37 @@ class Manager:
     # ----- sync_tasks
 
     def sync_tasks(self) -> None:
-        """Pull what changed on each worker that is up and mirror it into the task DB."""
+        """Pull what changed on each worker that is up and mirror it into the task DB.
+        Workers being followed by watch_tasks() at this moment are skipped."""
         for node in self.nodes():
             if node.state != DOWN:
-                try:
-                    self._sync_node_tasks(node)
-                except (WorkerUnavailable, WorkerRejected, NotFound) as exc:
-                    log.debug("worker %s: task sync skipped: %s", node.name, exc)
+                self.watch_tasks(node.name, wait=0.0, block=False)
 
-    def _sync_node_tasks(self, node: Node) -> None:
+    def watch_tasks(self, node_name: str, wait: float, block: bool = True) -> bool:
+        """Mirror one worker's task changes, long-polling up to `wait` seconds for them.
+
+        One sync per worker runs at a time (so changes are applied in order); with
+        block=False a worker already being synced is skipped. Returns False when the worker
+        could not be read (the caller may pause before trying again).
+        """
+        lock = self._sync_locks[node_name]
+        if not lock.acquire(blocking=block):
+            return True
+        try:
+            node = self._by_name[node_name]
+            if node.state == DOWN:
+                return False
+            self._sync_node_tasks(node, wait)
+            return True
+        except (WorkerUnavailable, WorkerRejected, NotFound) as exc:
+            log.debug("worker %s: task sync skipped: %s", node_name, exc)
+            return False
+        finally:
+            lock.release()
+
+    def _sync_node_tasks(self, node: Node, wait: float = 0.0) -> None:
         instance, since = self._cursors.get(node.name, ("", 0))
-        seen_instance, version, tasks = self._client.changes(node.address, since)
+        seen_instance, version, tasks = self._client.changes(node.address, since, wait if instance else 0.0)
         full = seen_instance != instance
         if full and since:  # the worker restarted: read everything again
             seen_instance, version, tasks = self._client.changes(node.address, 0)
@@ -408,21 +480,37 @@ class Manager:
     # ----- sync_nodes
 
     def sync_nodes(self) -> None:
-        """Poll each worker's /stats: a node that answers is up; one that misses enough polls
-        is down, and its tasks move to workers that are up."""
+        """Poll each worker's /stats and /health: a node that answers is up; one that misses
+        enough polls is down, and its tasks move to workers that are up. A node whose Docker
+        engine is unreachable stays up but gets no new tasks."""
         for node in self._nodes:
             try:
                 stats = self._client.stats(node.address)
             except (WorkerUnavailable, WorkerRejected, NotFound) as exc:
                 self._missed(node, exc)
                 continue
+            engine = self._engine_of(node)
             with self._lock:
-                came_up = not node.is_up
+                came_up, could_take = not node.is_up, node.accepts_tasks
+                was_reachable = node.engine.get("reachable")
                 node.record_stats(stats, utc_now())
+                node.record_engine(engine)
+                ready = node.accepts_tasks and not could_take
             if came_up:
                 log.info("worker %s is up", node.name)
-                if self._pending:
-                    self.on_work()
+            if engine.get("reachable") is False and was_reachable is not False:
+                log.warning("worker %s gets no new tasks: %s", node.name, engine.get("error"))
+            elif engine.get("reachable") and was_reachable is False:
+                log.info("worker %s: docker engine reachable again", node.name)
+            if ready and self._pending:
+                self.on_work()
+
+    def _engine_of(self, node: Node) -> dict[str, Any]:
+        """The worker's Docker engine state from its /health ({"reachable": None} if unknown)."""
+        try:
+            return self._client.health(node.address)["docker"]
+        except (WorkerUnavailable, WorkerRejected, NotFound) as exc:
+            return {"reachable": None, "error": f"engine state unknown: {exc}"}
 
     def _missed(self, node: Node, exc: Exception) -> None:
         with self._lock:

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from common.config import Config
-from common.http import Server
+from common.http import Server, require_token
 from common.jobs import Jobs
 from manager.api import create_app
 from manager.client import WorkerClient
@@ -14,15 +15,20 @@ from store import open_store
 
 log = logging.getLogger(__name__)
 
+LONG_POLL = 2.0  # seconds a watcher's GET /tasks?since=N&wait=S may wait for a change
+
 
 class ManagerService:
     """The manager process part: serves the API and runs dispatch and sync passes."""
 
     def __init__(self, config: Config, workers: list[str]) -> None:
-        client = WorkerClient(connect_timeout=1.0, read_timeout=config.request_timeout)
+        self._client = client = WorkerClient(connect_timeout=1.0, read_timeout=config.request_timeout,
+                                             token=config.token)
         store = open_store(config.store, config.data_dir, "manager")
         self.manager = Manager(workers, client, get_scheduler(config.scheduler), store, config.down_after)
-        self.server = Server(create_app(self.manager), config.manager_host, config.manager_port,
+        app = create_app(self.manager, allowed_images=config.allowed_images)
+        require_token(app, config.token)
+        self.server = Server(app, config.manager_host, config.manager_port,
                              threads=config.http_threads, name="manager")
         self.jobs = Jobs("manager", threads=4)
         self.jobs.add("sync_nodes", self.manager.sync_nodes, config.stats_interval)
@@ -31,6 +37,16 @@ class ManagerService:
         self.manager.on_work = lambda: self.jobs.wake("dispatch_pending")
         self._workers = workers
         self._stopped = False
+        self._halt = threading.Event()
+        self._watchers = [threading.Thread(target=self._watch, args=(name,), name=f"watch-{name}", daemon=True)
+                          for name in workers]
+
+    def _watch(self, node_name: str) -> None:
+        """Follow one worker's task changes by long polling, so the manager sees a state
+        change milliseconds after the worker does; the sync_tasks job is the safety net."""
+        while not self._halt.is_set():
+            if not self.manager.watch_tasks(node_name, LONG_POLL):
+                self._halt.wait(0.5)
 
     @property
     def address(self) -> str:
@@ -40,6 +56,8 @@ class ManagerService:
     def start(self) -> None:
         """Start the jobs and serve."""
         self.jobs.start()
+        for watcher in self._watchers:
+            watcher.start()
         self.server.start()
         log.info("manager listening on http://%s with workers %s", self.address, ", ".join(self._workers) or "(none)")
         if not self._workers:
@@ -51,7 +69,11 @@ class ManagerService:
             return
         self._stopped = True
         self.manager.close_intake()
+        self._halt.set()
+        self._client.close()  # ends the watchers' long polls
         self.jobs.shutdown()
         self.server.close()
+        for watcher in self._watchers:
+            watcher.join(LONG_POLL + 1.0)
         self.manager.close()
         log.info("manager stopped")

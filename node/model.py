@@ -21,12 +21,19 @@ class Node:
     task_count: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
     last_seen: str | None = None
+    engine: dict[str, Any] = field(default_factory=lambda: {"reachable": None})  # the worker's /health "docker"
     misses: int = 0  # consecutive failed polls; not part of the JSON contract
 
     @property
     def is_up(self) -> bool:
         """True when the last contact with the worker succeeded."""
         return self.state == UP
+
+    @property
+    def accepts_tasks(self) -> bool:
+        """True when the worker is up and its Docker engine is not known to be unreachable
+        (an engine not checked yet, or a worker without /health, counts as usable)."""
+        return self.is_up and self.engine.get("reachable") is not False
 
     def to_dict(self) -> dict[str, Any]:
         """Return the node as the contract's JSON object."""
@@ -44,6 +51,10 @@ class Node:
         self.last_seen = seen_at
         self.state = UP
         self.misses = 0
+
+    def record_engine(self, engine: dict[str, Any]) -> None:
+        """Take the engine state a worker reported in /health."""
+        self.engine = dict(engine)
 
     def record_miss(self, down_after: int) -> None:
         """Count a failed poll; after `down_after` misses in a row the node is down."""

@@ -31,3 +31,7 @@ class WorkerUnavailable(Unavailable):
 
 class WorkerRejected(OrcaError):
     """A worker refused a request with a client error; the message is the worker's."""
+
+
+class Forbidden(OrcaError):
+    """The request is well formed but policy refuses it (an image not in ORCA_ALLOWED_IMAGES)."""

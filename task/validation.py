@@ -1,11 +1,12 @@
 """Strict parsing of untrusted task events: every error names the offending field."""
 from __future__ import annotations
 
+import fnmatch
 import re
 import uuid
-from typing import Any
+from typing import Any, Iterable
 
-from task.errors import ValidationError
+from task.errors import Forbidden, ValidationError
 from task.model import RESTART_POLICIES, SPEC_FIELDS, Task, TaskEvent
 from task.state import State
 
@@ -32,6 +33,29 @@ _PORT_KEY = re.compile(r"^(\d{1,5})(?:/(tcp|udp|sctp))?$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ENV_KEY = re.compile(r"^[^=\x00]+$")
 
+# Docker settings that would hand a task the host. They are refused by name, with the reason,
+# instead of the generic "unknown field": a caller asking for one should learn it never will
+# be honoured (and not that a spelling might be). Keys are compared after _dangerous_key.
+_HOST_MOUNTS = "host mounts expose the host's files"
+_HOST_NETWORK = "the host network lets a task reach and bind the host's interfaces"
+_HOST_NAMESPACE = "host namespaces let a task see into the host"
+_CAPABILITIES = "added capabilities widen what root in the container can do to the host"
+_DEVICES = "devices give direct access to the host's hardware"
+REFUSED_FIELDS: dict[str, str] = {
+    "privileged": "privileged containers control the host",
+    **dict.fromkeys(("volumes", "volume", "mounts", "mount", "binds", "bind", "volumesfrom"), _HOST_MOUNTS),
+    **dict.fromkeys(("networkmode", "network", "networks", "net", "hostnetwork"), _HOST_NETWORK),
+    **dict.fromkeys(("pidmode", "pid", "hostpid"),
+                    "the host PID namespace lets a task see and signal the host's processes"),
+    **dict.fromkeys(("ipcmode", "ipc", "hostipc", "utsmode", "uts", "usernsmode", "userns", "cgroupnsmode",
+                     "cgroupns", "cgroupparent"), _HOST_NAMESPACE),
+    **dict.fromkeys(("capadd", "capabilities", "caps", "cap"), _CAPABILITIES),
+    **dict.fromkeys(("devices", "device", "devicerequests", "devicecgrouprules", "gpus"), _DEVICES),
+    **dict.fromkeys(("securityopt", "securityopts", "securityoptions"),
+                    "security options could switch off the container's confinement"),
+    "sysctls": "kernel parameters belong to the host",
+}
+
 
 def parse_event(body: Any) -> TaskEvent:
     """Parse a POST /tasks body into a TaskEvent.
@@ -41,6 +65,7 @@ def parse_event(body: Any) -> TaskEvent:
             or out of range.
     """
     obj = _object(body, "body")
+    _no_dangerous(obj, EVENT_FIELDS, "")
     _no_unknown(obj, EVENT_FIELDS, "")
     event_id = parse_uuid(obj["id"], "id") if "id" in obj else None
     state = _desired_state(obj.get("state", State.RUNNING.value))
@@ -58,6 +83,7 @@ def parse_event(body: Any) -> TaskEvent:
 def parse_task(value: Any, require_image: bool = True) -> Task:
     """Parse the `task` object of an event into a Task in state pending."""
     obj = _object(value, "task")
+    _no_dangerous(obj, TASK_FIELDS, "task.")
     _no_unknown(obj, TASK_FIELDS, "task.")
     if "image" not in obj and require_image:
         raise ValidationError("task.image is required")
@@ -101,6 +127,38 @@ def parse_size(value: Any, name: str) -> int:
     if size < 0 or size > MAX_BYTES:
         raise ValidationError(f"{name} must be between 0 and {MAX_BYTES} bytes")
     return size
+
+
+def check_image_allowed(image: str, patterns: Iterable[str]) -> None:
+    """Refuse an image that matches none of `patterns` (fnmatch-style, case-sensitive).
+
+    No patterns means every image is allowed. An image without tag or digest also matches as
+    `<image>:latest`, which is what Docker runs. `*` matches across `/`, so
+    `registry.local/*` allows every repository of that registry.
+
+    Raises:
+        Forbidden: naming the image (not the patterns).
+    """
+    patterns = tuple(patterns)
+    if not patterns:
+        return
+    candidates = [image]
+    if "@" not in image and ":" not in image.rsplit("/", 1)[-1]:
+        candidates.append(f"{image}:latest")
+    if not any(fnmatch.fnmatchcase(c, p) for c in candidates for p in patterns):
+        raise Forbidden(f"image {image[:128]!r} is not allowed on this cluster (see ORCA_ALLOWED_IMAGES)")
+
+
+def _dangerous_key(key: str) -> str:
+    """Normalise a field name: "Cap_Add", "cap-add" and "capAdd" all become "capadd"."""
+    return key.lower().replace("_", "").replace("-", "")
+
+
+def _no_dangerous(obj: dict, allowed: frozenset, prefix: str) -> None:
+    for key in sorted(str(k) for k in obj if k not in allowed):
+        reason = REFUSED_FIELDS.get(_dangerous_key(key))
+        if reason:
+            raise ValidationError(f"{prefix}{key[:64]} is not allowed: {reason}")
 
 
 def _object(value: Any, name: str) -> dict:

@@ -1,28 +1,50 @@
 """The worker's HTTP API (the manager is its client)."""
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any, Callable
 
-from flask import Blueprint, Flask, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 
-from common.http import create_json_app, json_body
-from task import NotFound, parse_event
+from common.http import create_json_app, json_body, query_float
+from common.query import LogOptions, log_options
+from common.streams import StreamLimit, client_gone, relay, text_response, until_broken
+from task import NotFound, State, Task, Unavailable, parse_event
+from task.validation import check_image_allowed
+from worker.logs import TaskLogFollower
+from worker.runtime import RuntimeFailure
 from worker.worker import Worker
+
+log = logging.getLogger(__name__)
 
 VERSION_HEADER = "X-Orca-Version"
 INSTANCE_HEADER = "X-Orca-Instance"
+MAX_WAIT = 30.0  # seconds a GET /tasks?since=N&wait=S may block
+MAX_FOLLOWS = 8  # log follows served at once; each holds a request thread
 
 
-def create_app(worker: Worker, stats: Callable[[], dict[str, Any]]) -> Flask:
-    """Build the worker's Flask app around a Worker and a function returning host stats."""
+def create_app(worker: Worker, stats: Callable[[], dict[str, Any]], allowed_images: tuple[str, ...] = (),
+               check_engine: Callable[[], dict[str, Any]] | None = None, max_follows: int = MAX_FOLLOWS) -> Flask:
+    """Build the worker's Flask app around a Worker and a function returning host stats.
+
+    Args:
+        allowed_images: fnmatch patterns a task's image must match (403 otherwise); empty:
+            any. The manager checks too: this is defence in depth against direct callers.
+        check_engine: checks the Docker engine now and returns the worker's engine state for
+            /health; without it /health reports the worker's last recorded state.
+        max_follows: log follows served at once (503 beyond).
+    """
     app = create_json_app(f"orca-worker-{worker.name}")
     instance = uuid.uuid4().hex  # tells the manager when this worker has restarted
     api = Blueprint("worker", __name__)
+    follows = StreamLimit(max_follows, "log follows")
 
     @api.post("/tasks")
     def submit_task():
         event = parse_event(json_body())
+        if event.state is State.RUNNING:
+            check_image_allowed(event.task.image, allowed_images)
         task, created = worker.submit(event)
         status = 202 if event.state.value == "completed" else (201 if created else 200)
         return jsonify(task.to_dict()), status, {"Location": f"/tasks/{task.id}"}
@@ -30,6 +52,9 @@ def create_app(worker: Worker, stats: Callable[[], dict[str, Any]]) -> Flask:
     @api.get("/tasks")
     def list_tasks():
         since = request.args.get("since", type=int)
+        wait = query_float("wait", 0.0, 0.0, MAX_WAIT)
+        if since is not None and wait:
+            worker.db.wait_for_change(since, wait)
         if since is None:
             version, tasks = worker.db.version, worker.db.list()
         else:
@@ -51,5 +76,49 @@ def create_app(worker: Worker, stats: Callable[[], dict[str, Any]]) -> Flask:
     def get_stats():
         return jsonify({**stats(), "task_count": worker.active_count()})
 
+    @api.get("/tasks/<task_id>/logs")
+    def task_logs(task_id: str):
+        options = log_options()
+        task = worker.db.get(task_id)
+        if task is None:
+            raise NotFound(f"task {task_id[:64]} not found")
+        return follow_logs(task, options) if options.follow else read_logs(task, options)
+
+    def read_logs(task: Task, options: LogOptions) -> Response:
+        """The output of the task's current container so far; empty when it has none (not
+        started, failed to start, or its container was removed)."""
+        if not task.container_id:
+            return text_response(())
+        try:
+            opened = worker.runtime.stream_logs(task.container_id, options.tail, options.stdout, options.stderr,
+                                                follow=False)
+        except RuntimeFailure as exc:
+            raise Unavailable(f"task {task.id}: {exc}") from None
+        if opened is None:
+            return text_response(())
+        chunks, close = opened
+        return text_response(until_broken(chunks, (RuntimeFailure,), task.id), close)
+
+    def follow_logs(task: Task, options: LogOptions) -> Response:
+        """Lines as the task writes them, across restarts, until the task ends; waits for a
+        task that has no container yet."""
+        engine = worker.engine
+        if engine.get("reachable") is False:
+            raise Unavailable(f"task {task.id}: {engine.get('error') or 'docker engine unreachable'}")
+        release = follows.acquire()
+        follower = TaskLogFollower(worker.db, worker.runtime, task.id, options)
+        gone = client_gone()
+        body = relay(iter(follower), follower.close, stop=lambda: not worker.accepting or gone())
+        log.info("task %s: following its output", task.id)
+        return text_response(body, follower.close, release)
+
+    @api.get("/health")
+    def health():
+        engine = check_engine() if check_engine is not None else worker.engine
+        reachable = engine.get("reachable") is not False
+        body = {"status": "ok" if reachable else "unavailable", "worker": worker.name, "docker": engine}
+        return jsonify(body), 200 if reachable else 503
+
     app.register_blueprint(api)
     return app
+

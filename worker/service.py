@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from common.config import Config
-from common.http import Server
+from common.http import Server, require_token
 from common.jobs import Jobs
 from node import stats as host_stats
 from worker import health
@@ -17,6 +17,7 @@ from worker.worker import Policy, Worker
 log = logging.getLogger(__name__)
 
 RECONCILE_INTERVAL = 2.0
+ENGINE_CHECK_TIMEOUT = 3.0  # seconds an engine check (job or GET /health) may take
 
 
 class WorkerService:
@@ -29,14 +30,17 @@ class WorkerService:
                         health_failures=config.health_failures, gc_after=config.gc_after)
         self.worker = Worker(self.name, self.runtime, policy, config.start_threads, probe=health.probe)
         self._stats: dict[str, Any] = host_stats.collect()
-        self.server = Server(create_app(self.worker, lambda: self._stats), config.worker_host, port,
-                             threads=config.http_threads, name=f"worker-{port}")
+        app = create_app(self.worker, lambda: self._stats, allowed_images=config.allowed_images,
+                         check_engine=self._check_engine)
+        require_token(app, config.token)
+        self.server = Server(app, config.worker_host, port, threads=config.http_threads, name=f"worker-{port}")
         self.jobs = Jobs(f"worker[{self.name}]", threads=4)
         self.jobs.add("run_pending", self.worker.run_pending, config.dispatch_interval)
         self.jobs.add("sync_states", self.worker.sync_states, RECONCILE_INTERVAL)
         self.jobs.add("collect_stats", self._collect_stats, config.stats_interval)
+        self.jobs.add("check_engine", self._check_engine, config.stats_interval)
         self.jobs.add("check_health", self.worker.check_health, config.health_interval)
-        self.jobs.add("collect_garbage", self.worker.collect_garbage, max(1.0, min(60.0, config.gc_after / 10)))
+        self.jobs.add("collect_garbage", self._collect_garbage, max(1.0, min(60.0, config.gc_after / 10)))
         self.worker.on_work = lambda: self.jobs.wake("run_pending")
         self._halt = threading.Event()
         self._close_watch = lambda: None
@@ -50,7 +54,9 @@ class WorkerService:
         return self.server.address
 
     def start(self) -> None:
-        """Adopt this worker's containers, then start the event watcher, the jobs and serving."""
+        """Check the engine and adopt this worker's containers, then start the event watcher,
+        the jobs and serving."""
+        self._check_engine()
         self._adopt()
         self._watcher.start()
         self.jobs.start()
@@ -72,6 +78,15 @@ class WorkerService:
 
     def _collect_stats(self) -> None:
         self._stats = host_stats.collect()
+
+    def _collect_garbage(self) -> None:
+        if self.worker.engine.get("reachable") is not False:  # no traceback per pass while the engine is down
+            self.worker.collect_garbage()
+
+    def _check_engine(self) -> dict[str, Any]:
+        """Ask the engine for its version now, record the answer, return the worker's engine state."""
+        self.worker.record_engine(self.runtime.engine_status(ENGINE_CHECK_TIMEOUT))
+        return self.worker.engine
 
     def _watch(self) -> None:
         """Follow Docker's event stream; reconnect after a second when it breaks."""

@@ -12,10 +12,11 @@ class TaskDB:
     """Tasks by id. Every change bumps a version, so readers can ask what changed since."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._tasks: dict[str, Task] = {}
         self._changed: dict[str, int] = {}
         self._version = 0
+        self._closed = False
 
     @property
     def version(self) -> int:
@@ -32,6 +33,20 @@ class TaskDB:
         self._version += 1
         self._tasks[task.id] = task
         self._changed[task.id] = self._version
+        self._lock.notify_all()
+
+    def wait_for_change(self, version: int, timeout: float) -> int:
+        """Block until the DB has changed after `version` or `timeout` seconds passed;
+        return the current version. Lets a reader long-poll instead of polling."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._version > version or self._closed, timeout)
+            return self._version
+
+    def close(self) -> None:
+        """Wake every waiter (shutdown)."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
 
     def update(self, task_id: str, change: Callable[[Task], bool | None]) -> Task | None:
         """Apply `change` to the stored task under the lock; a change returning False is discarded.

@@ -11,7 +11,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from task import (
     Conflict, NotFound, State, Task, TaskEvent, Unavailable, ValidationError, backoff_delay,
@@ -69,6 +69,7 @@ class Worker:
         self._health_misses: dict[str, int] = {}
         self._guard = threading.Lock()
         self._accepting = True
+        self._engine: dict[str, Any] = {"reachable": None}  # not checked yet
         self.on_work: Callable[[], None] = lambda: None
 
     # ----- intake (request threads)
@@ -77,7 +78,7 @@ class Worker:
         """Accept an event. Returns (task, created): created is False for a repeat.
 
         Raises:
-            Unavailable: the worker is shutting down.
+            Unavailable: the worker is shutting down, or a new task while its engine is unreachable.
             NotFound: a stop for a task this worker does not have.
             Conflict: a run for a task that already finished here (same or older incarnation).
         """
@@ -92,6 +93,7 @@ class Worker:
                 return existing, False
             if not newer:
                 raise Conflict(f"task {existing.id} already {existing.state.value} on worker {self.name}")
+        self._check_engine()
         task = event.task
         task.state, task.node = State.SCHEDULED, self.name
         task.created_at = task.created_at or utc_now()
@@ -177,10 +179,15 @@ class Worker:
         """Inspect every running task's container and record exits the event stream missed."""
         for task in self.db.list():
             if task.state is State.RUNNING and task.container_id:
+                lock = self._lock_for(task.id)
+                if not lock.acquire(blocking=False):
+                    continue  # a start, stop or restart of this task is under way: it records the outcome
                 try:
                     self._observe(task.id)
                 except RuntimeFailure as exc:
                     log.warning("task %s: cannot inspect its container: %s", task.id, exc)
+                finally:
+                    lock.release()
 
     def on_container_event(self, event: ContainerEvent) -> None:
         """React to Docker's event stream: a container of ours died or vanished."""
@@ -342,9 +349,36 @@ class Worker:
         """Tasks that are scheduled or running here."""
         return self.db.count(lambda t: not t.state.is_terminal)
 
+    @property
+    def accepting(self) -> bool:
+        """False once the worker is shutting down."""
+        return self._accepting
+
+    @property
+    def engine(self) -> dict[str, Any]:
+        """The latest engine check: {"reachable": True, "version", "api_version"},
+        {"reachable": False, "error"}, or {"reachable": None} before the first check."""
+        return dict(self._engine)
+
+    def record_engine(self, status: dict[str, Any]) -> None:
+        """Remember an engine check; while the engine is unreachable, new tasks are refused."""
+        was = self._engine.get("reachable")
+        self._engine = {**status, "checked_at": utc_now()}
+        if status.get("reachable") is False and was is not False:
+            log.warning("worker %s takes no new tasks: %s", self.name, status.get("error"))
+        elif status.get("reachable") and was is False:
+            log.info("worker %s: docker engine reachable again (%s)", self.name, status.get("version"))
+
+    def _check_engine(self) -> None:
+        engine = self._engine
+        if engine.get("reachable") is False:
+            reason = engine.get("error") or "docker engine unreachable"
+            raise Unavailable(f"{reason} (worker {self.name} takes no new tasks)")
+
     def close_intake(self) -> None:
-        """Refuse new events from now on."""
+        """Refuse new events from now on, and release long-polling readers."""
         self._accepting = False
+        self.db.close()
 
     def close(self) -> None:
         """Finish in-flight container operations and stop the pool. Idempotent."""

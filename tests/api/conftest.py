@@ -128,6 +128,7 @@ class FakeWorkerClient:
         self._changed: dict[str, dict[str, int]] = {}  # address -> task id -> version
         self._versions: dict[str, int] = {}
         self._errors: dict[tuple[str, str], Exception] = {}
+        self.engines: dict[str, dict[str, Any]] = {}  # address -> engine report /health gives
 
     def fail(self, method: str, address: str, error: Exception) -> None:
         self._errors[(method, address)] = error
@@ -164,7 +165,7 @@ class FakeWorkerClient:
         self.report(address, task_id, state="completed", exit_code=137, finished_at=FakeRuntime.FINISHED_AT)
         return dict(self._tasks[address][task_id])
 
-    def changes(self, address: str, since: int) -> tuple[str, int, list[dict[str, Any]]]:
+    def changes(self, address: str, since: int, wait: float = 0.0) -> tuple[str, int, list[dict[str, Any]]]:
         self._check("changes", address)
         changed = self._changed.get(address, {})
         tasks = [dict(self._tasks[address][i]) for i, v in changed.items() if v > since]
@@ -174,6 +175,12 @@ class FakeWorkerClient:
         self._check("stats", address)
         active = [t for t in self._tasks.get(address, {}).values() if t.get("state") in ("scheduled", "running")]
         return {**STATS, "task_count": len(active)}
+
+    def health(self, address: str) -> dict[str, Any]:
+        """The worker's /health; `engines[address]` overrides its engine report."""
+        self._check("health", address)
+        engine = self.engines.get(address, {"reachable": True, "version": "20.10", "api_version": "1.41"})
+        return {"status": "ok" if engine.get("reachable") is not False else "unavailable", "docker": dict(engine)}
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ def test_values_are_read():
         "ORCA_MANAGER_HOST": "0.0.0.0", "ORCA_MANAGER_PORT": "7000",
         "ORCA_WORKER_HOST": "10.0.0.2", "ORCA_WORKER_PORT": " 7001 ",
         "ORCA_WORKER_COUNT": "0", "ORCA_WORKERS": "a:1, b.example:2 ,", "ORCA_LOG_LEVEL": "DEBUG",
+        "ORCA_TOKEN": "t" * 32,  # listening beyond loopback needs one
     })
     assert (config.manager_host, config.manager_port) == ("0.0.0.0", 7000)
     assert (config.worker_host, config.worker_port) == ("10.0.0.2", 7001)

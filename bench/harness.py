@@ -1,0 +1,155 @@
+"""Shared helpers for the benchmarks: processes, the test image, statistics, reporting.
+
+Benchmarks print figures; they never fail a build. Each measures its baseline in the same
+run, on the same machine, so the ratio is what counts.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE = "orca-bench-busybox:latest"
+PREFIX = "orca-bench"
+
+
+def docker_client():
+    """A Docker SDK client on the local engine (explicit socket)."""
+    import docker
+
+    return docker.DockerClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), timeout=120)
+
+
+def build_image(client) -> str:
+    """Build the FROM-scratch busybox image the tests use, tagged for benchmarks."""
+    busybox = next(p for p in ("/bin/busybox", "/usr/bin/busybox") if os.path.exists(p))
+    with tempfile.TemporaryDirectory() as context:
+        shutil.copy(ROOT / "tests" / "images" / "busybox" / "Dockerfile", context)
+        shutil.copy(busybox, Path(context) / "busybox")
+        client.images.build(path=context, tag=IMAGE, rm=True)
+    return IMAGE
+
+
+def free_port_run(count: int) -> int:
+    """First of `count` consecutive free loopback ports."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        try:
+            held = []
+            for port in range(base, base + count):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+
+
+class Orca:
+    """`python main.py [role]` as a child process, for the duration of a `with` block."""
+
+    def __init__(self, role: str = "all", workers: int = 2, **env: str) -> None:
+        self.base = free_port_run(workers + 1)
+        self.data = tempfile.mkdtemp(prefix="orca-bench-")
+        self.worker_name = f"{PREFIX}-{self.base}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("ORCA_")}
+        self.env.update(ORCA_MANAGER_PORT=str(self.base), ORCA_WORKER_PORT=str(self.base + 1),
+                        ORCA_WORKER_COUNT=str(workers), ORCA_WORKER_NAME=self.worker_name,
+                        ORCA_DATA_DIR=self.data, ORCA_LOG_LEVEL="warning")
+        self.env.update(env)
+        self.role = role
+        self.url = f"http://127.0.0.1:{self.base}"
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Orca":
+        args = [sys.executable, "main.py"] + ([] if self.role == "all" else [self.role])
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: requests.get(self.url + "/nodes", timeout=1).ok, 20)
+        if self.role == "all":
+            wait_until(lambda: all(n["state"] == "up" for n in requests.get(self.url + "/nodes", timeout=1).json()), 20)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+    def rss_mb(self) -> float:
+        """Resident memory of the process, in MiB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+
+def wait_until(check: Callable[[], object], timeout: float, interval: float = 0.005):
+    """Call `check` until truthy; return its value; raise TimeoutError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except requests.RequestException:
+            pass
+        time.sleep(interval)
+    raise TimeoutError(f"condition not met within {timeout}s")
+
+
+def remove_bench_containers(client) -> None:
+    """Remove every container this benchmark created (Orca's by label, bare ones by name)."""
+    for container in client.containers.list(all=True, filters={"label": "orca.task_id"}):
+        if container.labels.get("orca.worker", "").startswith(PREFIX):
+            container.remove(force=True)
+    for container in client.containers.list(all=True, filters={"name": PREFIX + "-bare"}):
+        container.remove(force=True)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def machine() -> str:
+    """One line describing where the figures were taken."""
+    try:
+        import docker  # noqa: F401
+        engine = docker_client().version().get("Version", "?")
+    except Exception:  # noqa: BLE001 - description only
+        engine = "?"
+    return (f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+            f"{platform.system()} {platform.release()}, Python {platform.python_version()}, Docker {engine}")
+
+
+def report(title: str, rows: list[tuple[str, str]], verdict: str) -> None:
+    """Print a small aligned table and the verdict line."""
+    print(f"\n== {title}")
+    print(f"   machine: {machine()}")
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"   {name:<{width}}  {value}")
+    print(f"   -> {verdict}")
