@@ -81,7 +81,10 @@ def create_json_app(name: str) -> Flask:
     def _http_error(error: HTTPException):
         messages = {404: f"no route {request.path}", 405: f"method {request.method} not allowed on {request.path}",
                     413: f"request body larger than {MAX_BODY} bytes"}
-        return error_response(messages.get(error.code, error.description or error.name), error.code or 500)
+        response = error_response(messages.get(error.code, error.description or error.name), error.code or 500)
+        if error.code == 405 and getattr(error, "valid_methods", None):
+            response[0].headers["Allow"] = ", ".join(sorted(error.valid_methods))  # RFC 9110 requires it
+        return response
 
     @app.errorhandler(Exception)
     def _crash(error: Exception):
@@ -139,20 +142,6 @@ def json_body() -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ValidationError(f"malformed JSON: {exc}"[:200]) from None
-
-
-def query_float(name: str, default: float | None, low: float, high: float) -> float | None:
-    """Parse a numeric query parameter, raising ValidationError that names it."""
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValidationError(f"query parameter {name} must be a number") from None
-    if not low <= value <= high:
-        raise ValidationError(f"query parameter {name} must be between {low:g} and {high:g}")
-    return value
 
 
 class Server:

@@ -50,15 +50,24 @@ class LogOptions:
 
 def query_int(name: str, default: int | None, low: int, high: int) -> int | None:
     """An integer query parameter within [low, high]; raises ValidationError naming it."""
+    return _query_number(name, default, low, high, int, "an integer")
+
+
+def query_float(name: str, default: float | None, low: float, high: float) -> float | None:
+    """A numeric query parameter within [low, high]; raises ValidationError naming it."""
+    return _query_number(name, default, low, high, float, "a number")
+
+
+def _query_number(name, default, low, high, kind, what):
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ValidationError(f"query parameter {name} must be an integer") from None
-    if not low <= value <= high:
-        raise ValidationError(f"query parameter {name} must be between {low} and {high}")
+        raise ValidationError(f"query parameter {name} must be {what}") from None
+    if not low <= value <= high:  # also refuses nan
+        raise ValidationError(f"query parameter {name} must be between {low:g} and {high:g}")
     return value
 
 

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, jsonify
 
-from common.http import create_json_app, json_body, query_float
-from common.query import log_options
+from common.http import create_json_app, json_body
+from common.metrics import ManagerMetrics, serve_metrics
+from common.openapi import serve_document
+from common.query import log_options, query_float
 from common.streams import StreamLimit, client_gone, relay, text_response, until_broken
 from manager.jrpc import create_jrpc_blueprint
 from manager.logs import TaskLogs
 from manager.manager import Manager
+from manager.openapi import manager_document
 from task import State, Task, TaskEvent, Unavailable, WorkerUnavailable, parse_event
 from task.validation import check_image_allowed
 
@@ -17,12 +20,15 @@ MAX_WAIT = 300.0  # the longest ?timeout / ?wait accepted
 MAX_LONG_REQUESTS = 8  # follows and waits served at once; each holds a request thread
 
 
-def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_requests: int = MAX_LONG_REQUESTS) -> Flask:
+def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_requests: int = MAX_LONG_REQUESTS,
+               metrics: ManagerMetrics | None = None) -> Flask:
     """Build the manager's Flask app around a Manager.
 
     Args:
         allowed_images: fnmatch patterns a task's image must match (403 otherwise); empty: any.
         max_long_requests: log follows and waits served at once (503 beyond).
+        metrics: what GET /metrics reports (the service wires its hooks); default: the
+            manager's gauges only.
     """
     app = create_json_app("orca-manager")
     api = Blueprint("manager", __name__)
@@ -105,6 +111,8 @@ def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_
 
     app.register_blueprint(api)
     app.register_blueprint(create_jrpc_blueprint(manager, allowed_images))
+    serve_document(app, manager_document(MAX_WAIT, DEFAULT_WAIT))
+    serve_metrics(app, (metrics or ManagerMetrics(manager)).registry)
     return app
 
 

@@ -66,6 +66,7 @@ class Manager:
         self._changes = threading.Condition()  # notified on every task write and at shutdown
         self._change_count = 0
         self.on_work: Callable[[], None] = lambda: None
+        self.on_placed: Callable[[TaskEvent], None] = lambda event: None  # a worker accepted the event (metrics)
         self._load()
 
     # ----- persistence
@@ -368,6 +369,7 @@ class Manager:
                 self._merge(task, answer)
                 wait = self._save([task], [(event, False)])
         wait()
+        self.on_placed(event)
         log.info("task %s placed on %s", task.id, node.name)
 
     def _fail(self, event: TaskEvent, error: str) -> None:

@@ -7,6 +7,7 @@ import threading
 from common.config import Config
 from common.http import Server, require_token
 from common.jobs import Jobs
+from common.metrics import ManagerMetrics
 from manager.api import create_app
 from manager.client import WorkerClient
 from manager.manager import Manager
@@ -26,7 +27,9 @@ class ManagerService:
                                              token=config.token)
         store = open_store(config.store, config.data_dir, "manager")
         self.manager = Manager(workers, client, get_scheduler(config.scheduler), store, config.down_after)
-        app = create_app(self.manager, allowed_images=config.allowed_images)
+        self.metrics = ManagerMetrics(self.manager)
+        self.manager.on_placed = self.metrics.placed
+        app = create_app(self.manager, allowed_images=config.allowed_images, metrics=self.metrics)
         require_token(app, config.token)
         self.server = Server(app, config.manager_host, config.manager_port,
                              threads=config.http_threads, name="manager")

@@ -120,7 +120,7 @@ def parse_size(value: Any, name: str) -> int:
         raise ValidationError(f"{name} must be an integer number of bytes or a size like '64m'")
     if isinstance(value, int):
         size = value
-    elif isinstance(value, str) and len(value) <= 32 and (match := _SIZE.match(value)):
+    elif isinstance(value, str) and len(value) <= 32 and (match := _SIZE.fullmatch(value)):
         size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
     else:
         raise ValidationError(f"{name} must be an integer number of bytes or a size like '64m'")
@@ -192,8 +192,8 @@ def _image(value: Any, required: bool) -> str:
 def _name(value: Any, image: str) -> str:
     if value is None:
         base = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
-        return base if _NAME.match(base or "") else "task"
-    if not isinstance(value, str) or not _NAME.match(value) or len(value) > MAX_NAME:
+        return base if _NAME.fullmatch(base or "") else "task"
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or len(value) > MAX_NAME:
         raise ValidationError(
             f"task.name must be 1-{MAX_NAME} characters of letters, digits, '_', '.' or '-'"
         )
@@ -213,7 +213,7 @@ def _env(value: Any) -> dict[str, str]:
     if len(obj) > MAX_ENV:
         raise ValidationError(f"task.env has more than {MAX_ENV} entries")
     for key, val in obj.items():
-        if not _ENV_KEY.match(key) or len(key) > MAX_NAME * 2:
+        if not _ENV_KEY.fullmatch(key) or len(key) > MAX_NAME * 2:
             raise ValidationError(f"task.env has an invalid name {key[:64]!r}")
         if not isinstance(val, str):
             raise ValidationError(f"task.env.{key[:64]} must be a string")
@@ -243,7 +243,7 @@ def _ports(value: Any) -> dict[str, int | None]:
         raise ValidationError(f"task.ports has more than {MAX_PORTS} entries")
     ports: dict[str, int | None] = {}
     for key, host in obj.items():
-        match = _PORT_KEY.match(key)
+        match = _PORT_KEY.fullmatch(key)
         if not match or not 1 <= int(match.group(1)) <= 65535:
             raise ValidationError(f"task.ports key {key[:32]!r} must look like '8080/tcp'")
         if host is not None and (isinstance(host, bool) or not isinstance(host, int) or not 1 <= host <= 65535):

@@ -7,12 +7,15 @@ from typing import Any, Callable
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
-from common.http import create_json_app, json_body, query_float
-from common.query import LogOptions, log_options
+from common.http import create_json_app, json_body
+from common.metrics import WorkerMetrics, serve_metrics
+from common.openapi import serve_document
+from common.query import LogOptions, log_options, query_float
 from common.streams import StreamLimit, client_gone, relay, text_response, until_broken
 from task import NotFound, State, Task, Unavailable, parse_event
 from task.validation import check_image_allowed
 from worker.logs import TaskLogFollower
+from worker.openapi import worker_document
 from worker.runtime import RuntimeFailure
 from worker.worker import Worker
 
@@ -25,7 +28,8 @@ MAX_FOLLOWS = 8  # log follows served at once; each holds a request thread
 
 
 def create_app(worker: Worker, stats: Callable[[], dict[str, Any]], allowed_images: tuple[str, ...] = (),
-               check_engine: Callable[[], dict[str, Any]] | None = None, max_follows: int = MAX_FOLLOWS) -> Flask:
+               check_engine: Callable[[], dict[str, Any]] | None = None, max_follows: int = MAX_FOLLOWS,
+               metrics: WorkerMetrics | None = None) -> Flask:
     """Build the worker's Flask app around a Worker and a function returning host stats.
 
     Args:
@@ -34,6 +38,8 @@ def create_app(worker: Worker, stats: Callable[[], dict[str, Any]], allowed_imag
         check_engine: checks the Docker engine now and returns the worker's engine state for
             /health; without it /health reports the worker's last recorded state.
         max_follows: log follows served at once (503 beyond).
+        metrics: what GET /metrics reports (the service wires its hooks); default: the
+            worker's gauges only.
     """
     app = create_json_app(f"orca-worker-{worker.name}")
     instance = uuid.uuid4().hex  # tells the manager when this worker has restarted
@@ -120,5 +126,7 @@ def create_app(worker: Worker, stats: Callable[[], dict[str, Any]], allowed_imag
         return jsonify(body), 200 if reachable else 503
 
     app.register_blueprint(api)
+    serve_document(app, worker_document(MAX_WAIT, VERSION_HEADER, INSTANCE_HEADER))
+    serve_metrics(app, (metrics or WorkerMetrics(worker)).registry)
     return app
 

@@ -8,6 +8,7 @@ from typing import Any
 from common.config import Config
 from common.http import Server, require_token
 from common.jobs import Jobs
+from common.metrics import WorkerMetrics
 from node import stats as host_stats
 from worker import health
 from worker.api import create_app
@@ -30,8 +31,10 @@ class WorkerService:
                         health_failures=config.health_failures, gc_after=config.gc_after)
         self.worker = Worker(self.name, self.runtime, policy, config.start_threads, probe=health.probe)
         self._stats: dict[str, Any] = host_stats.collect()
+        self.metrics = WorkerMetrics(self.worker)
+        self.worker.on_container = self.metrics.container_event
         app = create_app(self.worker, lambda: self._stats, allowed_images=config.allowed_images,
-                         check_engine=self._check_engine)
+                         check_engine=self._check_engine, metrics=self.metrics)
         require_token(app, config.token)
         self.server = Server(app, config.worker_host, port, threads=config.http_threads, name=f"worker-{port}")
         self.jobs = Jobs(f"worker[{self.name}]", threads=4)

@@ -71,6 +71,9 @@ class Worker:
         self._accepting = True
         self._engine: dict[str, Any] = {"reachable": None}  # not checked yet
         self.on_work: Callable[[], None] = lambda: None
+        # Told of each container start ("started", "start_failed") and end ("completed", "failed",
+        # "restarted": what became of its task), for metrics.
+        self.on_container: Callable[[str], None] = lambda what: None
 
     # ----- intake (request threads)
 
@@ -259,8 +262,10 @@ class Worker:
             with self._guard:
                 self._stopping.discard(task_id)
             self.db.update(task_id, lambda t: _finish(t, State.FAILED, str(exc)))
+            self.on_container("start_failed")
             return
         self.db.update(task_id, lambda t: _running(t, status))
+        self.on_container("started")
         log.info("task %s running in container %s", task_id, status.container_id[:12])
         if not status.running:
             self._record_exit(task_id, status)
@@ -330,8 +335,10 @@ class Worker:
             log.info("task %s exited (%s): restart %d of %d in %.1f s", task_id, updated.exit_code,
                      updated.restart_count, updated.max_restarts, delay)
             self._enqueue_later(TaskEvent(task=updated), delay)
+            self.on_container("restarted")
         elif updated.state.is_terminal:
             log.info("task %s %s (exit code %s)", task_id, updated.state.value, updated.exit_code)
+            self.on_container(updated.state.value)
 
     def _restart_count(self, task_id: str) -> int:
         task = self.db.get(task_id)

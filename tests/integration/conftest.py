@@ -71,6 +71,8 @@ class OrcaProcess:
         self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         url = self.manager_url + "/nodes" if self.role != "worker" else self.worker_url(0) + "/stats"
         wait_for(lambda: self._alive() and requests.get(url, timeout=1).ok, what=f"{self.role} to listen")
+        if self.role == "all" and int(self.env.get("ORCA_WORKER_COUNT", "2")):  # its own workers are up
+            wait_for(lambda: all(n["state"] == "up" for n in requests.get(url, timeout=1).json()), what="workers up")
         return self
 
     def _alive(self) -> bool:
@@ -153,10 +155,16 @@ class Cluster:
         return found
 
     def close(self) -> None:
+        import docker.errors
+
         for process in self.processes:
             process.kill()
-        for container in self.containers():
-            container.remove(force=True, v=True)
+        for name in self.worker_names:  # sparse: no inspect of containers a worker may be removing
+            for container in self.docker.containers.list(all=True, sparse=True, filters={"label": f"orca.worker={name}"}):
+                try:
+                    container.remove(force=True, v=True)
+                except docker.errors.NotFound:
+                    pass
 
 
 @pytest.fixture

@@ -78,8 +78,10 @@ def test_the_console_script_is_the_same_group():
     assert getattr(import_module(module), attr) is main.cli and isinstance(main.cli, click.Group)
 
 
-def test_pyproject_reads_its_dependencies_from_requirements():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert project["tool"]["setuptools"]["dynamic"]["dependencies"] == {"file": ["requirements.txt"]}
-    requirements = (ROOT / "requirements.txt").read_text().split()
-    assert {"click>=8.1", "rich>=13", "flask>=3.0,<4"} <= set(requirements)
+def test_pyproject_and_requirements_agree_on_the_runtime_dependencies():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = set((ROOT / "requirements.txt").read_text().split())
+    runtime, test = set(project["dependencies"]), set(project["optional-dependencies"]["test"])
+    assert {"click>=8.1", "rich>=13", "flask>=3.0,<4"} <= runtime
+    assert runtime | test == requirements, "requirements.txt is the runtime and test dependencies"
+    assert not runtime & test

@@ -1,0 +1,1 @@
+"""The manager: takes tasks over HTTP, places them on workers, mirrors their state."""

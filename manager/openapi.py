@@ -1,0 +1,100 @@
+"""The manager's OpenAPI document (GET /openapi.json), from the definitions its routes use."""
+from __future__ import annotations
+
+from typing import Any
+
+from common.openapi import (
+    TASK_ID, document, json_response, logs_operation, number_query, operation,
+)
+from manager.jrpc import ENVELOPE_FIELDS, MAX_BATCH
+from node import DOWN, UP
+from task.schema import ref
+
+LOCATION = {"Location": "/tasks/<id>: the task"}
+
+
+def _schemas() -> dict[str, dict[str, Any]]:
+    rpc_id = {"type": ["string", "number", "null"]}
+    request = {"type": "object", "required": ["jsonrpc", "method"], "additionalProperties": False,
+               "properties": {"jsonrpc": {"const": "2.0"}, "method": {"type": "string"},
+                              "params": {"type": ["array", "object"]}, "id": rpc_id}}
+    if set(request["properties"]) != ENVELOPE_FIELDS:
+        raise RuntimeError("JSON-RPC request schema out of step with manager.jrpc.ENVELOPE_FIELDS")
+    error = {"type": "object", "required": ["code", "message"],
+             "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}}
+    response = {"type": "object", "required": ["jsonrpc", "id"],
+                "properties": {"jsonrpc": {"const": "2.0"}, "result": {}, "error": {"anyOf": [{"type": "null"}, error]},
+                               "id": rpc_id}}
+    output = {"type": "object", "required": ["text", "bytes", "truncated", "cut"],
+              "properties": {"text": {"type": "string"}, "bytes": {"type": "integer", "minimum": 0},
+                             "truncated": {"type": "boolean"}, "cut": {"enum": ["head", None]},
+                             "error": {"type": "string"}},
+              "description": "the task's output (the last 64 KiB); `error` when its worker could not be read"}
+    wait = {"task": ref("Task"), "done": {"type": "boolean"}, "timed_out": {"type": "boolean"}}
+    worker = {"type": "object", "required": ["name", "address", "state", "accepts_tasks", "docker"],
+              "properties": {"name": {"type": "string"}, "address": {"type": "string"}, "state": {"enum": [UP, DOWN]},
+                             "accepts_tasks": {"type": "boolean"}, "docker": ref("EngineState")}}
+    return {
+        "WaitResult": {"type": "object", "required": list(wait), "properties": wait},
+        "RunResult": {"type": "object", "required": [*wait, "exit_code", "output"],
+                      "properties": {**wait, "exit_code": {"type": ["integer", "null"]}, "output": output}},
+        "ManagerHealth": {"type": "object", "required": ["status", "workers"],
+                          "properties": {"status": {"enum": ["ok", "degraded"]},
+                                         "workers": {"type": "array", "items": worker}}},
+        "JsonRpcRequest": request,
+        "JsonRpcResponse": response,
+    }
+
+
+def _task_paths(max_wait: float, default_wait: float) -> dict[str, Any]:
+    wait = number_query("wait", 0.0, max_wait, None, "run to completion: wait up to this many seconds for "
+                        "the task to end and answer with its output (a RunResult)")
+    timeout = number_query("timeout", 0.0, max_wait, default_wait, "seconds to wait")
+    task = json_response("the task", ref("Task"))
+    return {
+        "/tasks": {
+            "post": operation("submitTask", "Start a task (state running) or stop one (state completed)", "tasks",
+                              {201: json_response("accepted, pending; with ?wait, a RunResult",
+                                                  {"anyOf": [ref("Task"), ref("RunResult")]}, LOCATION),
+                               202: json_response("stop requested", ref("Task"))},
+                              (400, 403, 404, 409, 413, 415, 503), parameters=(wait,), body=ref("TaskEvent")),
+            "get": operation("listTasks", "Every task, oldest first", "tasks",
+                             {200: json_response("the tasks", {"type": "array", "items": ref("Task")})}),
+        },
+        "/tasks/{task_id}": {
+            "parameters": [TASK_ID],
+            "get": operation("getTask", "One task", "tasks", {200: task}, (404,)),
+            "delete": operation("stopTask", "Stop a task: its container is stopped and removed", "tasks",
+                                {202: json_response("stop requested", ref("Task"))}, (404, 409, 503)),
+        },
+        "/tasks/{task_id}/wait": {
+            "parameters": [TASK_ID],
+            "get": operation("waitTask", "Wait until the task has finished, or the timeout", "tasks",
+                             {200: json_response("the task, and whether it finished", ref("WaitResult"))},
+                             (400, 404, 503), parameters=(timeout,)),
+        },
+        "/tasks/{task_id}/logs": {"parameters": [TASK_ID], "get": logs_operation("getTaskLogs")},
+    }
+
+
+def manager_document(max_wait: float, default_wait: float) -> dict[str, Any]:
+    """The manager API's OpenAPI document; `max_wait`/`default_wait` bound ?wait and ?timeout."""
+    rpc_body = {"anyOf": [ref("JsonRpcRequest"),
+                          {"type": "array", "items": ref("JsonRpcRequest"), "minItems": 1, "maxItems": MAX_BATCH}]}
+    rpc_answer = {"anyOf": [ref("JsonRpcResponse"), {"type": "array", "items": ref("JsonRpcResponse")}]}
+    paths = {
+        **_task_paths(max_wait, default_wait),
+        "/nodes": {"get": operation("listNodes", "The workers with their latest stats", "nodes",
+                                    {200: json_response("the nodes", {"type": "array", "items": ref("Node")})})},
+        "/health": {"get": operation("getManagerHealth", "Readiness: ok when every worker takes tasks", "meta",
+                                     {200: json_response("the manager's and its workers' state",
+                                                         ref("ManagerHealth"))}, open_route=True)},
+        "/jrpc": {"post": operation(
+            "jsonRpc", "JSON-RPC 2.0: ContainerService.Create and ContainerService.Status", "jrpc",
+            {200: json_response("the response, errors included (a list for a batch)", rpc_answer),
+             204: {"description": "only notifications: nothing to answer"},
+             413: json_response("body too large (a JSON-RPC error)", ref("JsonRpcResponse"))},
+            body=rpc_body, body_required=False)},  # any body gets a JSON-RPC answer, a parse error included
+    }
+    return document("Orca manager", "Accepts tasks, places them on workers, and reports their state.", paths,
+                    _schemas())

@@ -1,0 +1,1 @@
+"""The worker: runs tasks as Docker containers and reports their state and the host's health."""

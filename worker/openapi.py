@@ -1,0 +1,47 @@
+"""The worker's OpenAPI document (GET /openapi.json), from the definitions its routes use."""
+from __future__ import annotations
+
+from typing import Any
+
+from common.openapi import (
+    TASK_ID, document, json_response, logs_operation, number_query, operation, query,
+)
+from task.schema import ref
+
+
+def worker_document(max_wait: float, version_header: str, instance_header: str) -> dict[str, Any]:
+    """The worker API's OpenAPI document; `max_wait` bounds GET /tasks?wait, and the two
+    headers are the change counter and instance id GET /tasks answers with."""
+    task = json_response("the task", ref("Task"))
+    placed = json_response("the task, accepted", ref("Task"), {"Location": "/tasks/<id>: the task"})
+    since = query("since", {"type": "integer"}, "only the tasks changed after this version (the "
+                  f"{version_header} of an earlier answer)")
+    wait = number_query("wait", 0.0, max_wait, 0.0, "with since: wait up to this many seconds for a change")
+    health = {"type": "object", "required": ["status", "worker", "docker"],
+              "properties": {"status": {"enum": ["ok", "unavailable"]}, "worker": {"type": "string"},
+                             "docker": ref("EngineState")}}
+    listed = json_response("the tasks", {"type": "array", "items": ref("Task")},
+                           {version_header: "the worker's change counter", instance_header:
+                            "changes when the worker restarts (then read everything again)"})
+    paths = {
+        "/tasks": {
+            "post": operation("submitTask", "Run a task event (the manager's call)", "tasks",
+                              {200: placed, 201: placed, 202: json_response("stop requested", ref("Task"))},
+                              (400, 403, 404, 409, 413, 415, 503), body=ref("TaskEvent")),
+            "get": operation("listTasks", "The tasks on this worker, or those changed since a version", "tasks",
+                             {200: listed}, (400,), parameters=(since, wait)),
+        },
+        "/tasks/{task_id}": {
+            "parameters": [TASK_ID],
+            "get": operation("getTask", "One task", "tasks", {200: task}, (404,)),
+            "delete": operation("stopTask", "Stop a task: its container is stopped and removed", "tasks",
+                                {202: json_response("stop requested", ref("Task"))}, (404,)),
+        },
+        "/tasks/{task_id}/logs": {"parameters": [TASK_ID], "get": logs_operation("getTaskLogs")},
+        "/stats": {"get": operation("getStats", "The host's figures", "nodes",
+                                    {200: json_response("the host's stats", ref("Stats"))})},
+        "/health": {"get": operation("getWorkerHealth", "Liveness: the worker and its Docker engine", "meta",
+                                     {200: json_response("ok", health),
+                                      503: json_response("the engine is unreachable", health)}, open_route=True)},
+    }
+    return document("Orca worker", "Runs task events as Docker containers; the manager is its client.", paths)
