@@ -55,6 +55,7 @@ class ContainerStatus:
     host_ports: dict[str, int] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     name: str = ""
+    created: bool = False  # created but never started (its worker died in between)
 
     def spec(self) -> dict[str, Any] | None:
         """The task spec stored in the container's label, or None if absent or unreadable."""
@@ -95,13 +96,14 @@ def status_of(attrs: dict[str, Any]) -> ContainerStatus:
     """Translate `docker inspect` output into a ContainerStatus."""
     state = attrs.get("State") or {}
     labels = (attrs.get("Config") or {}).get("Labels") or {}
-    running = bool(state.get("Running")) or state.get("Status") in ("created", "restarting")
+    running = bool(state.get("Running")) or state.get("Status") == "restarting"
     return ContainerStatus(
         container_id=attrs["Id"],
         task_id=labels.get(TASK_LABEL),
         labels=dict(labels),
         name=str(attrs.get("Name", "")).lstrip("/"),
         running=running,
+        created=state.get("Status") == "created",
         exit_code=None if running else state.get("ExitCode"),
         oom_killed=bool(state.get("OOMKilled")),
         error=state.get("Error") or None,

@@ -158,8 +158,16 @@ class Worker:
             log.warning("container %s has an unreadable spec (%s): left alone", status.container_id[:12], exc)
             return
         task.restart_count = _incarnation(status)
-        task.state, task.node, task.container_id = State.RUNNING, self.name, status.container_id
-        task.started_at, task.host_ports, task.created_at = status.started_at, dict(status.host_ports), utc_now()
+        task.node, task.created_at = self.name, utc_now()
+        if status.created:  # the worker died between create and start: start it now
+            task.state = State.SCHEDULED
+            self.db.put(task)
+            self._enqueue(TaskEvent(task=task))
+            log.info("task %s adopted from container %s, which never started: starting it",
+                     task.id, status.container_id[:12])
+            return
+        task.state, task.container_id = State.RUNNING, status.container_id
+        task.started_at, task.host_ports = status.started_at, dict(status.host_ports)
         self.db.put(task)
         log.info("task %s adopted from container %s", task.id, status.container_id[:12])
 
@@ -215,22 +223,30 @@ class Worker:
 
     def collect_garbage(self, now: float | None = None) -> int:
         """Remove the containers of tasks finished more than gc_after seconds ago, and
-        containers of ours that no task owns any more. Returns how many were removed."""
+        containers of ours no task owns any more (unknown tasks, older incarnations) that
+        are not running. Returns how many were removed."""
         now = time.time() if now is None else now
-        owned = {}
-        for task in self.db.list():
-            if task.container_id:
-                owned[task.container_id] = task
+        tasks = {task.id: task for task in self.db.list()}
         removed = 0
         for status in self.runtime.containers():
-            task = owned.get(status.container_id)
-            expired = task is not None and task.state.is_terminal and _age(task.finished_at, now) > self.policy.gc_after
-            orphan = task is None and not status.running
-            if expired or orphan:
+            why = self._garbage_reason(status, tasks.get(status.task_id or ""), now)
+            if why:
                 self._remove_quietly(status.container_id)
                 removed += 1
-                log.info("container %s collected (%s)", status.container_id[:12], "finished" if expired else "orphan")
+                log.info("container %s collected (%s)", status.container_id[:12], why)
         return removed
+
+    def _garbage_reason(self, status: ContainerStatus, task: Task | None, now: float) -> str | None:
+        if status.running:
+            return None
+        if task is None:
+            return "no task"
+        if status.container_id == task.container_id:
+            finished = task.state.is_terminal and _age(task.finished_at, now) > self.policy.gc_after
+            return "finished" if finished else None
+        # Another container of the task: collect it only if it is an older incarnation (a
+        # container being created or adopted for the current one is not garbage).
+        return "older incarnation" if _incarnation(status) < task.restart_count else None
 
     # ----- handlers (pool threads)
 

@@ -165,6 +165,9 @@ class Cluster:
                     container.remove(force=True, v=True)
                 except docker.errors.NotFound:
                     pass
+                except docker.errors.APIError as exc:  # 409: a removal is already in progress
+                    if exc.status_code != 409:
+                        raise
 
 
 @pytest.fixture

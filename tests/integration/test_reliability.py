@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+import uuid
 
 import pytest
 import requests
@@ -216,3 +217,27 @@ def test_soak_200_tasks_from_16_threads_while_a_worker_is_killed_and_restarted(c
         assert task_id in ids, f"container of unknown task {task_id}"
         assert sum(c.status == "running" for c in containers) <= 1, f"task {task_id} runs twice"
     assert sum(t["state"] == "running" for t in tasks.values()) >= 190
+
+
+def test_a_container_created_but_never_started_is_started_on_adoption(cluster, test_image):
+    """A worker killed between create and start leaves a `created` container: the restarted
+    worker must start it, not report a task running that never ran."""
+    import json
+
+    base = free_ports(2)
+    name = f"{cluster.prefix}-crashed"
+    cluster.worker_names.add(name)
+    task_id = str(uuid.uuid4())
+    spec = {"id": task_id, "name": "half", "image": test_image, "command": ["sleep", "60"], "env": {}, "cpu": 0.0,
+            "memory": 0, "disk": 0, "ports": {}, "restart_policy": "on-failure", "max_restarts": 3,
+            "health_check": None, "restart_count": 0}
+    container = cluster.docker.containers.create(
+        test_image, ["sleep", "60"], name=f"orca-{task_id}-0-{name}",
+        labels={"orca.task_id": task_id, "orca.worker": name, "orca.restart_count": "0",
+                "orca.spec": json.dumps(spec)})
+    worker = cluster.start("worker", workers=1, ORCA_WORKER_PORT=str(base + 1), ORCA_MANAGER_PORT=str(base),
+                           ORCA_WORKER_NAME=name)
+    running = wait_state(worker.worker_url(0), task_id, ("running",))
+    assert running["container_id"] == container.id
+    container.reload()
+    assert container.status == "running"
