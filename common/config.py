@@ -50,7 +50,6 @@ class Config:
     gc_after: float = 600.0
     token: str = field(default="", repr=False)  # a secret: never in repr, logs or responses
     allowed_images: tuple[str, ...] = ()
-    extra: dict = field(default_factory=dict, compare=False)
 
     def worker_address(self, index: int = 0) -> str:
         """host:port of the index-th worker of this process."""
@@ -58,27 +57,23 @@ class Config:
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-    return value
+    return _number(env, name, default, low, high, int, "an integer")
 
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    return _number(env, name, default, low, high, float, "a number")
+
+
+def _number(env, name, default, low, high, kind, what):
+    """Parse variable `name` as `kind` within [low, high]; raise ConfigError naming it."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not low <= value <= high:
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
+    if not low <= value <= high:  # also refuses nan
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
     return value
 
