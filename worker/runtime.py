@@ -204,10 +204,15 @@ class DockerRuntime:
         return created["Id"]
 
     def _pull(self, image: str) -> None:
-        repository, _, tag = image.partition("@")[0].rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+        """Pull `image` (name, name:tag, name@digest, host:port/path[:tag|@digest]).
+
+        Raises:
+            RuntimeFailure: naming the image, when the engine cannot get it.
+        """
+        repository, reference = pull_reference(image)
         log.info("pulling image %s", image)
         try:
-            self._client.images.pull(repository or image, tag=tag or "latest")
+            self._client.images.pull(repository, tag=reference)
         except (APIError, DockerException, RequestException) as exc:
             raise RuntimeFailure(f"image {image!r} is not available: {_explain(exc)}") from None
 
@@ -349,6 +354,20 @@ class DockerRuntime:
 
 MAX_LINE = 64 * 1024  # a followed line longer than this is sent in pieces
 BATCH = 64 * 1024  # bytes per chunk of a non-following read
+
+
+def pull_reference(image: str) -> tuple[str, str]:
+    """Split an image reference into what `images.pull(repository, tag=...)` takes.
+
+    Returns (repository, tag or digest): `busybox` -> ("busybox", "latest"),
+    `busybox@sha256:<hex>` -> ("busybox", "sha256:<hex>") (the SDK then pulls
+    `busybox@sha256:<hex>`), `registry:5000/app:v1` -> ("registry:5000/app", "v1").
+    A tag next to a digest (`app:v1@sha256:...`) is dropped: the digest alone names the image.
+    """
+    repository, reference = docker.utils.parse_repository_tag(image)
+    if "@" in image:
+        repository = docker.utils.parse_repository_tag(repository)[0]
+    return repository, reference or "latest"
 
 
 def _lines(frames: Iterable[bytes]) -> Iterator[bytes]:
