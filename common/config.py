@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from task.reference import InvalidReference, parse_pattern
+
 MIN_TOKEN = 16
 MAX_TOKEN = 1024
 MAX_PATTERN = 512
@@ -97,10 +99,16 @@ def _token(raw: str) -> str:
 
 
 def _patterns(raw: str) -> tuple[str, ...]:
+    """ORCA_ALLOWED_IMAGES: comma-separated entries, each a repository pattern in Docker's
+    reference grammar (see task/reference.py); raise ConfigError naming a bad one."""
     patterns = tuple(p.strip() for p in raw.split(",") if p.strip())
     for pattern in patterns:
         if len(pattern) > MAX_PATTERN or not pattern.isprintable() or any(c.isspace() for c in pattern):
             raise ConfigError(f"ORCA_ALLOWED_IMAGES entry {pattern[:64]!r} is not an image pattern")
+        try:
+            parse_pattern(pattern)
+        except InvalidReference as exc:
+            raise ConfigError(f"ORCA_ALLOWED_IMAGES entry is not an image pattern: {exc}") from None
     return patterns
 
 

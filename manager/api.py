@@ -25,7 +25,7 @@ def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_
     """Build the manager's Flask app around a Manager.
 
     Args:
-        allowed_images: fnmatch patterns a task's image must match (403 otherwise); empty: any.
+        allowed_images: ORCA_ALLOWED_IMAGES entries (task/reference.py); an image none admits gets 403; empty: any.
         max_long_requests: log follows and waits served at once (503 beyond).
         metrics: what GET /metrics reports (the service wires its hooks); default: the
             manager's gauges only.

@@ -1,13 +1,13 @@
 """Strict parsing of untrusted task events: every error names the offending field."""
 from __future__ import annotations
 
-import fnmatch
 import re
 import uuid
 from typing import Any, Iterable
 
 from task.errors import Forbidden, ValidationError
 from task.model import RESTART_POLICIES, SPEC_FIELDS, Task, TaskEvent
+from task.reference import InvalidReference, normalize, parse_pattern
 from task.state import State
 
 EVENT_FIELDS = frozenset({"id", "state", "task"})
@@ -130,11 +130,12 @@ def parse_size(value: Any, name: str) -> int:
 
 
 def check_image_allowed(image: str, patterns: Iterable[str]) -> None:
-    """Refuse an image that matches none of `patterns` (fnmatch-style, case-sensitive).
+    """Refuse an image that no allow-list entry admits (the rule: task/reference.py, README).
 
-    No patterns means every image is allowed. An image without tag or digest also matches as
-    `<image>:latest`, which is what Docker runs. `*` matches across `/`, so
-    `registry.local/*` allows every repository of that registry.
+    Entries are matched on the normalized reference, never on the raw text: `busybox` admits
+    `docker.io/library/busybox` with any tag or digest, not `busybox.attacker.example/miner`
+    nor `busyboxes/evil`. No patterns means every image is allowed; with patterns, an image that
+    is not a valid reference is refused.
 
     Raises:
         Forbidden: naming the image (not the patterns).
@@ -142,11 +143,13 @@ def check_image_allowed(image: str, patterns: Iterable[str]) -> None:
     patterns = tuple(patterns)
     if not patterns:
         return
-    candidates = [image]
-    if "@" not in image and ":" not in image.rsplit("/", 1)[-1]:
-        candidates.append(f"{image}:latest")
-    if not any(fnmatch.fnmatchcase(c, p) for c in candidates for p in patterns):
-        raise Forbidden(f"image {image[:128]!r} is not allowed on this cluster (see ORCA_ALLOWED_IMAGES)")
+    refusal = f"image {image[:128]!r} is not allowed on this cluster (see ORCA_ALLOWED_IMAGES)"
+    try:
+        ref = normalize(image)
+    except InvalidReference:
+        raise Forbidden(f"{refusal}: not a valid image reference") from None
+    if not any(parse_pattern(p).admits(ref) for p in patterns):
+        raise Forbidden(refusal)
 
 
 def _dangerous_key(key: str) -> str:

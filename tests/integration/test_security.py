@@ -206,7 +206,8 @@ def test_dangerous_fields_are_refused_naming_them(secure, test_image, docker_cli
 def test_images_outside_orca_allowed_images_are_forbidden(secure, target):
     url = secure.manager_url if target == "manager" else secure.worker_url(0)
     before = requests.get(f"{url}/tasks", headers=auth(), timeout=5).json()
-    for image in ("busybox", "orca-test-busybox:other", "docker.io/library/orca-test-busybox:latest"):
+    for image in ("busybox", "orca-test-busybox:other", "orca-test-busybox.attacker.example/miner:latest",
+                  "orca-test-busyboxes/evil:latest", "orca-test-busybox@sha256:" + "0" * 64):
         response = post(url, {"task": {"image": image}})
         assert response.status_code == 403, response.text
         assert f"image {image!r} is not allowed" in response.json()["error"]

@@ -33,7 +33,8 @@ def test_allowed_images_are_comma_separated_patterns():
     assert config.allowed_images == ("busybox*", "registry.local/*")
 
 
-@pytest.mark.parametrize("raw", ["busy box", "a\x00b", "x" * 600])
+@pytest.mark.parametrize("raw", ["busy box", "a\x00b", "x" * 600, "BusyBox", "busybox@sha256:*",
+                                 "registry.example:port/app", "busybox:", "-busybox"])
 def test_a_bad_image_pattern_is_refused_naming_the_variable(raw):
     with pytest.raises(ConfigError, match="ORCA_ALLOWED_IMAGES"):
         from_env({"ORCA_ALLOWED_IMAGES": raw})
