@@ -1,5 +1,6 @@
 """main.py's click group: service roles and client commands behind one entry point."""
 import os
+import re
 import tomllib
 from importlib import import_module
 from pathlib import Path
@@ -78,10 +79,23 @@ def test_the_console_script_is_the_same_group():
     assert getattr(import_module(module), attr) is main.cli and isinstance(main.cli, click.Group)
 
 
-def test_pyproject_and_requirements_agree_on_the_runtime_dependencies():
+def _requirement_lines(name: str) -> list[str]:
+    lines = (line.split("#", 1)[0].strip() for line in (ROOT / name).read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def test_pyproject_and_requirements_in_agree_on_the_dependencies():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = set((ROOT / "requirements.txt").read_text().split())
+    requirements = set(_requirement_lines("requirements.in"))
     runtime, test = set(project["dependencies"]), set(project["optional-dependencies"]["test"])
     assert {"click>=8.1", "rich>=13", "flask>=3.0,<4"} <= runtime
-    assert runtime | test == requirements, "requirements.txt is the runtime and test dependencies"
+    assert runtime | test == requirements, "requirements.in is the runtime and test dependencies"
     assert not runtime & test
+
+
+def test_the_lock_pins_every_package_exactly_including_each_direct_dependency():
+    pins = dict(line.split("==", 1) for line in _requirement_lines("requirements.txt"))
+    assert all(version and not any(c in version for c in "<>=,*") for version in pins.values()), pins
+    direct = {re.split(r"[<>=!~\[ ]", line, maxsplit=1)[0].lower() for line in _requirement_lines("requirements.in")}
+    assert direct <= {name.lower() for name in pins}, direct - set(pins)
+    assert pins["pytest"].startswith("8."), "schemathesis 4.32's pytest plugin does not work with pytest 9"
