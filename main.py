@@ -68,7 +68,11 @@ def install_signal_handlers(stop: threading.Event) -> None:
 
 
 def run_role(role: str) -> int:
-    """Run the services of `role` ("all", "manager" or "worker") until a signal; return the exit status."""
+    """Run the services of `role` ("all", "manager" or "worker") until a signal; return the exit status.
+
+    Returns 2 (after one line on stderr naming the variable, never a traceback) when the
+    configuration is bad, 1 when a service cannot start (a port in use), 0 after a shutdown.
+    """
     try:
         config = from_env(os.environ)
     except ConfigError as exc:

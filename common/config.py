@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from scheduler import STRATEGIES
 from task.reference import InvalidReference, parse_pattern
 
 MIN_TOKEN = 16
@@ -167,7 +168,7 @@ def _build(env: Mapping[str, str], level: str) -> Config:
         workers=_workers(env.get("ORCA_WORKERS", "")),
         worker_name=env.get("ORCA_WORKER_NAME", "").strip(),
         log_level=level,
-        scheduler=env.get("ORCA_SCHEDULER", "").strip() or "round-robin",
+        scheduler=_choice(env, "ORCA_SCHEDULER", "round-robin", tuple(STRATEGIES)),
         dispatch_interval=_float(env, "ORCA_DISPATCH_INTERVAL", 1.0, 0.05, 60),
         sync_interval=_float(env, "ORCA_SYNC_INTERVAL", 0.5, 0.05, 60),
         stats_interval=_float(env, "ORCA_STATS_INTERVAL", 2.0, 0.1, 600),
@@ -188,6 +189,7 @@ def _build(env: Mapping[str, str], level: str) -> Config:
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    """Variable `name` (case-insensitive) if it is one of `choices`; raise ConfigError naming it."""
     value = env.get(name, "").strip().lower() or default
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
