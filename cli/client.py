@@ -166,10 +166,12 @@ class ManagerClient:
         """The workers with their latest stats."""
         return self._json(self._call("GET", "/nodes"), list)
 
-    def logs(self, task_id: str, tail: int | None = None, follow: bool = False) -> Iterator[bytes]:
+    def logs(self, task_id: str, tail: int | None = None, follow: bool = False,
+             stream: str | None = None) -> Iterator[bytes]:
         """Yield a task's output as it arrives from GET /tasks/<id>/logs.
 
         With `follow` the read has no timeout: the stream lasts as long as the task writes.
+        `stream` ("stdout" or "stderr") asks for one of the two; both, interleaved, by default.
         Raises UnknownTask, LogsUnsupported (the manager has no such route), ManagerUnreachable.
         """
         params: dict[str, Any] = {}
@@ -177,6 +179,8 @@ class ManagerClient:
             params["tail"] = tail
         if follow:
             params["follow"] = "true"
+        if stream:
+            params["stream"] = stream
         timeout = (self._timeout[0], None) if follow else self._timeout
         try:
             response = self._task_call("GET", task_id, "/logs", params=params, stream=True, timeout=timeout)

@@ -1,30 +1,26 @@
 """The client commands: run, status, stop, logs and nodes, against the manager's HTTP API.
 
 Every failure is one line on stderr (`orca: ...`) and exit status 1; click's own usage errors
-exit 2. `run --wait` exits with the task's exit code.
+exit 2. `run --wait` shows the task's output and exits with its exit code (cli/wait.py).
 """
 from __future__ import annotations
 
 import functools
 import json
 import os
-import time
+import sys
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 import click
 from rich.console import Console
-from rich.markup import escape
 
-from cli.client import ClientError, ManagerClient, ManagerUnreachable, default_url
-from cli.render import SHORT_ID, WIDE, nodes_table, task_detail, tasks_table
-from cli.spec import SpecError, build_event, load_event
+from cli.client import ClientError, ManagerClient, default_url
+from cli.render import WIDE, nodes_table, task_detail, tasks_table
+from cli.spec import SpecError, build_event, load_event, split_arguments
+from cli.wait import INTERRUPTED, finish
 
-TERMINAL = ("completed", "failed")
-POLL_INTERVAL = 0.2
-UNREACHABLE_GRACE = 5.0  # seconds --wait keeps polling a manager that stopped answering
 PIPE_WIDTH = 1000  # piped output is for grep and friends: no column is cut at 80
-INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C
 
 
 class Failure(click.ClickException):
@@ -65,11 +61,6 @@ def out() -> Console:
     return console if console.is_terminal else Console(highlight=False, width=PIPE_WIDTH)
 
 
-def err() -> Console:
-    """Console for progress and messages (stderr)."""
-    return Console(stderr=True, highlight=False)
-
-
 def now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -83,7 +74,7 @@ def print_json(data: Any) -> None:
 @click.command(context_settings={"allow_interspersed_args": False})
 @click.option("-f", "--file", "task_file", type=click.File("r"), metavar="FILE",
               help="A task (or a whole task event) as JSON; '-' reads stdin. Flags override it.")
-@click.option("--image", metavar="IMAGE", help="The image to run.")
+@click.option("--image", metavar="IMAGE", help="The image to run (instead of the first argument).")
 @click.option("--name", metavar="NAME", help="The task's name (letters, digits, '_.-'); the image's name by default.")
 @click.option("-e", "--env", multiple=True, metavar="NAME=VALUE", help="An environment variable; repeatable.")
 @click.option("--cpu", metavar="CORES", help="CPU limit in cores, e.g. 0.5.")
@@ -91,82 +82,31 @@ def print_json(data: Any) -> None:
 @click.option("-p", "--port", "ports", multiple=True, metavar="[HOST:]PORT/PROTO",
               help="Publish a container port (e.g. 8080/tcp) on any free host port, or on HOST; repeatable.")
 @click.option("-w", "--wait", is_flag=True,
-              help="Wait for the task to finish; exit with its exit code.")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+              help="Show the task's output as it comes (stdout and stderr apart) and exit with its exit code.")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[IMAGE] [COMMAND [ARG...]]")
 @manager_option
 @reports_errors
-def run(task_file, image, name, env, cpu, memory, ports, wait, command, manager_url) -> None:
+def run(task_file, image, name, env, cpu, memory, ports, wait, args, manager_url) -> None:
     """Start a task and print its id.
 
-    The command and its arguments follow the options (after `--` if they start with '-'):
+    As with `docker run`, options come first, then the image, then the command and its
+    arguments. With --image or -f, every argument is the command (after `--` if the first
+    starts with '-'):
 
     \b
-        orca run --image busybox --memory 64m -- sh -c 'echo hi; sleep 30'
+        orca run --memory 64m busybox sh -c 'echo hi; sleep 30'
+        orca run --wait --image busybox -- sh -c 'echo hi'
     """
     base = load_event(task_file.read(), task_file.name) if task_file else None
+    image, command = split_arguments(image, task_file is not None, args)
     event = build_event(base, image=image, name=name, env=env, cpu=cpu, memory=memory, ports=ports,
                         command=command)
     client = connect(manager_url)
     task = client.submit(event)
     click.echo(task["id"])
     if wait:
-        click.get_current_context().exit(finish(client, task))
-
-
-def finish(client: ManagerClient, task: dict[str, Any]) -> int:
-    """Wait for the task under a spinner, report how it ended, and return the exit status."""
-    console = err()
-    started = time.monotonic()
-    try:
-        wait_for(client, task, console, started)
-    except KeyboardInterrupt:
-        click.echo(f"orca: stopped waiting; task {task['id']} is left running "
-                   f"('orca stop {task['id'][:SHORT_ID]}' stops it)", err=True)
-        return INTERRUPTED
-    took = f"{time.monotonic() - started:.1f}s"
-    code = task.get("exit_code")
-    if task["state"] == "completed":
-        click.echo(f"task {task['id'][:SHORT_ID]} completed after {took}, exit code "
-                   f"{code if code is not None else '-'}", err=True)
-        return exit_status(code, 0)
-    click.echo(f"orca: task {task['id'][:SHORT_ID]} failed after {took}: {task.get('error') or 'no reason given'}",
-               err=True)
-    return exit_status(code, 1)
-
-
-def exit_status(code: Any, default: int) -> int:
-    """The task's exit code as this command's status: `default` when there is none, 1 when it
-    does not fit a status (a negative or a non-zero multiple of 256 would read as success)."""
-    if not isinstance(code, int) or isinstance(code, bool):
-        return default
-    return code if 0 <= code <= 255 else 1
-
-
-def wait_for(client: ManagerClient, task: dict[str, Any], console: Console, started: float) -> None:
-    """Poll the task every POLL_INTERVAL until it is completed or failed, updating `task` in place
-    (so that a caller interrupted by Ctrl-C still has the latest state).
-
-    A manager that stops answering is polled for UNREACHABLE_GRACE seconds more, then
-    ManagerUnreachable is raised.
-    """
-    last_answer = time.monotonic()
-    with console.status(progress_line(task, started)) as status:
-        while task["state"] not in TERMINAL:
-            time.sleep(POLL_INTERVAL)
-            try:
-                task.update(client.task(task["id"]))
-                last_answer = time.monotonic()
-            except ManagerUnreachable:
-                if time.monotonic() - last_answer > UNREACHABLE_GRACE:
-                    raise
-            status.update(progress_line(task, started))
-
-
-def progress_line(task: dict[str, Any], started: float) -> str:
-    """The spinner's text (rich markup): `task 3f2a9c1e running on 127.0.0.1:5556 (1.2s)`."""
-    where = f" on {escape(task['node'])}" if task.get("node") else ""
-    return (f"task {escape(task['id'][:SHORT_ID])} [bold]{escape(str(task['state']))}[/]{where} "
-            f"({time.monotonic() - started:.1f}s)")
+        sys.stdout.flush()  # the id before any of the task's output
+        click.get_current_context().exit(finish(client, lambda: connect(manager_url), task))
 
 
 # ----- status, stop

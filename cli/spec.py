@@ -70,6 +70,18 @@ def parse_ports(specs: tuple[str, ...]) -> dict[str, Any]:
     return ports
 
 
+def split_arguments(image: str | None, from_file: bool, args: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
+    """Read `orca run`'s arguments as `docker run` does: (image, command).
+
+    The first argument is the image and the rest its command (a `--` right after the image is
+    dropped), unless `--image` or a task file was given: then every argument is the command.
+    """
+    if image is not None or from_file or not args:
+        return image, args
+    command = args[1:]
+    return args[0], command[1:] if command[:1] == ("--",) else command
+
+
 def build_event(base: dict[str, Any] | None, image: str | None = None, name: str | None = None,
                 env: tuple[str, ...] = (), cpu: str | None = None, memory: str | None = None,
                 ports: tuple[str, ...] = (), command: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -84,7 +96,7 @@ def build_event(base: dict[str, Any] | None, image: str | None = None, name: str
         raise SpecError("the task file's \"task\" must be a JSON object")
     task = dict(event["task"])
     if image is None and "image" not in task:
-        raise SpecError("give an image with --image IMAGE, or a task file with -f FILE")
+        raise SpecError("give an image: orca run IMAGE [COMMAND...], --image IMAGE, or a task file with -f FILE")
     flags = {"image": image, "name": name,
              "cpu": None if cpu is None else number(cpu),
              "memory": None if memory is None else size(memory)}

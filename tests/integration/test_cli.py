@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 
 import pytest
@@ -124,6 +126,50 @@ def test_run_wait_exits_with_the_task_exit_code(cli, test_image):
     assert result.returncode == 3, result.stderr
     assert str(uuid.UUID(result.stdout.strip())) == result.stdout.strip()
     assert "failed" in result.stderr and "exited with code 3" in result.stderr
+
+
+def test_run_takes_the_image_first_like_docker_run(cli, orca, test_image):
+    result = cli("run", "--name", unique("cli-pos"), test_image, "sh", "-c", "echo hi; sleep 60")
+    assert result.returncode == 0, result.stderr
+    task = wait_state(orca.manager_url, result.stdout.strip(), ("running",))
+    assert (task["image"], task["command"]) == (test_image, ["sh", "-c", "echo hi; sleep 60"])
+
+
+def test_run_wait_shows_stdout_and_stderr_apart_and_exits_with_the_code(cli, test_image, tmp_path):
+    (tmp_path / "once.json").write_text(json.dumps({"restart_policy": "no"}))
+    result = cli("run", "--wait", "-f", "once.json", "--image", test_image, "--",
+                 "sh", "-c", "echo out-1; echo err-1 >&2; echo out-2; exit 4")
+    assert result.returncode == 4, result.stderr
+    task_id, *output = result.stdout.splitlines()
+    assert str(uuid.UUID(task_id)) == task_id and output == ["out-1", "out-2"]
+    err_lines = result.stderr.splitlines()
+    assert err_lines[0] == "err-1" and len(err_lines) == 2, result.stderr
+    assert err_lines[1].startswith(f"orca: task {task_id[:8]} failed after ") and "exited with code 4" in err_lines[1]
+
+
+def lines_of(pipe) -> "queue.Queue[str]":
+    """The lines of `pipe`, read on a thread, so that a test can wait for one with a timeout."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in pipe], daemon=True).start()
+    return lines
+
+
+def test_run_wait_streams_output_while_the_task_runs(orca, test_image, tmp_path):
+    waiting = subprocess.Popen(orca_cmd("run", "--wait", test_image, "sh", "-c", "echo live-line; sleep 60"),
+                               cwd=tmp_path, env=cli_env(orca.manager_url), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        out = lines_of(waiting.stdout)
+        task_id = out.get(timeout=30).strip()
+        assert out.get(timeout=30) == "live-line\n"
+        assert requests.get(f"{orca.manager_url}/tasks/{task_id}", timeout=5).json()["state"] == "running"
+        assert requests.delete(f"{orca.manager_url}/tasks/{task_id}", timeout=5).status_code == 202
+        waiting.wait(timeout=30)  # the task ended, so --wait ends too
+        assert f"task {task_id[:8]} completed" in waiting.stderr.read()
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait()
 
 
 def test_run_wait_on_a_missing_image_exits_1_with_the_task_error(cli):

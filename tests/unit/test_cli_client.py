@@ -18,7 +18,7 @@ from cli.client import (
     ClientError, LogsUnsupported, ManagerClient, ManagerRejected, ManagerUnreachable, UnknownTask, default_url,
     normalize_url,
 )
-from cli.commands import exit_status
+from cli.wait import exit_status
 
 TASK_ID = "3f2a9c1e-0000-4000-8000-000000000001"
 OTHER_ID = "3f2b0000-0000-4000-8000-000000000002"
@@ -29,7 +29,8 @@ class Stream(list):
 
 
 class FakeManager:
-    """A loopback HTTP server answering scripted routes: {(method, path): (status, body)}.
+    """A loopback HTTP server answering scripted routes: {(method, path): (status, body)}; a
+    route whose path has a query string wins over the same path without one.
 
     A Stream body is sent chunk by chunk, bytes as they are, anything else as JSON. Every
     request's method, path, headers and body are recorded.
@@ -51,7 +52,8 @@ class FakeManager:
                 body = self.rfile.read(length) if length else b""
                 fake.requests.append((self.command, self.path, dict(self.headers), body))
                 path = self.path.split("?", 1)[0]
-                status, payload = fake.routes.get((self.command, path), (404, {"error": f"no route {path}"}))
+                status, payload = fake.routes.get((self.command, self.path)) or fake.routes.get(
+                    (self.command, path), (404, {"error": f"no route {path}"}))
                 self.send_response(status)
                 if isinstance(payload, Stream):
                     self.send_header("Transfer-Encoding", "chunked")
@@ -240,19 +242,52 @@ def test_run_posts_the_event_and_prints_only_the_id(fake):
 
 def test_run_without_an_image_says_what_to_give(fake):
     result = invoke(fake, "run", "--name", "x")
-    assert (result.exit_code, result.output) == (1, "orca: give an image with --image IMAGE, or a task file with "
-                                                    "-f FILE\n")
+    assert (result.exit_code, result.output) == (1, "orca: give an image: orca run IMAGE [COMMAND...], "
+                                                    "--image IMAGE, or a task file with -f FILE\n")
     assert fake.requests == []
 
 
-def test_run_wait_ends_with_the_task_exit_code_and_error(fake):
+@pytest.mark.parametrize("args, task", [
+    (["busybox", "sh", "-c", "echo hi"], {"image": "busybox", "command": ["sh", "-c", "echo hi"]}),
+    (["-e", "A=1", "busybox", "sh", "-e", "x"], {"image": "busybox", "env": {"A": "1"}, "command": ["sh", "-e", "x"]}),
+    (["busybox", "--", "ls", "-l"], {"image": "busybox", "command": ["ls", "-l"]}),
+    (["registry.example:5000/team/app:v1"], {"image": "registry.example:5000/team/app:v1"}),
+    (["--image", "busybox", "--", "sh", "-c", "echo hi"], {"image": "busybox", "command": ["sh", "-c", "echo hi"]}),
+    (["--image", "busybox", "echo", "hi"], {"image": "busybox", "command": ["echo", "hi"]}),
+])
+def test_run_takes_the_image_as_its_first_argument_like_docker_run(fake, args, task):
+    fake.routes[("POST", "/tasks")] = (201, {"id": TASK_ID, "state": "pending"})
+    result = invoke(fake, "run", *args)
+    assert (result.exit_code, result.output) == (0, f"{TASK_ID}\n"), result.output
+    assert json.loads(fake.requests[0][3]) == {"task": task}
+
+
+def logs_route(stream: str) -> tuple[str, str]:
+    return ("GET", f"/tasks/{TASK_ID}/logs?follow=true&stream={stream}")
+
+
+def test_run_wait_streams_stdout_and_stderr_apart_then_exits_with_the_task_exit_code(fake):
     fake.routes[("POST", "/tasks")] = (201, {"id": TASK_ID, "state": "pending"})
     fake.routes[("GET", f"/tasks/{TASK_ID}")] = (200, {"id": TASK_ID, "state": "failed", "exit_code": 7,
                                                       "error": "exited with code 7", "node": "n1"})
-    result = CliRunner().invoke(main.cli, ["run", "--wait", "--image", "x", "--manager", fake.url])
+    fake.routes[logs_route("stdout")] = (200, Stream([b"out one\n", b"out two\n"]))
+    fake.routes[logs_route("stderr")] = (200, Stream([b"err one\n"]))
+    result = CliRunner().invoke(main.cli, ["run", "--wait", "--manager", fake.url, "x"])
     assert result.exit_code == 7
-    assert result.stdout == f"{TASK_ID}\n"
-    assert result.stderr.startswith("orca: task 3f2a9c1e failed after ") and "exited with code 7" in result.stderr
+    assert result.stdout == f"{TASK_ID}\nout one\nout two\n"
+    err_lines = result.stderr.splitlines()
+    assert err_lines[0] == "err one" and len(err_lines) == 2, result.stderr
+    assert err_lines[1].startswith("orca: task 3f2a9c1e failed after ") and "exited with code 7" in err_lines[1]
+
+
+def test_run_wait_without_a_logs_route_still_waits_and_says_why_there_is_no_output(fake):
+    fake.routes[("POST", "/tasks")] = (201, {"id": TASK_ID, "state": "pending"})
+    fake.routes[("GET", f"/tasks/{TASK_ID}")] = (200, {"id": TASK_ID, "state": "completed", "exit_code": 0})
+    result = CliRunner().invoke(main.cli, ["run", "--wait", "--image", "x", "--manager", fake.url])
+    assert (result.exit_code, result.stdout) == (0, f"{TASK_ID}\n")
+    warning, summary = result.stderr.splitlines()
+    assert warning == f"orca: the task's output could not be shown: the manager at {fake.url} does not support logs yet"
+    assert summary.startswith("task 3f2a9c1e completed after ") and summary.endswith("exit code 0")
 
 
 def test_logs_follow_writes_the_stream_to_stdout(fake):

@@ -1,7 +1,7 @@
 """`orca run`'s file and flags -> task event (cli.spec): values reach the manager as given."""
 import pytest
 
-from cli.spec import SpecError, build_event, load_event, number, parse_env, parse_ports, size
+from cli.spec import SpecError, build_event, load_event, number, parse_env, parse_ports, size, split_arguments
 
 
 @pytest.mark.parametrize("raw, value", [("2", 2), ("0.5", 0.5), ("-1", -1), ("abc", "abc"), ("", "")])
@@ -73,3 +73,15 @@ def test_a_file_holds_a_task_or_a_task_event(text, event):
 def test_a_bad_file_is_refused_naming_it(text, message):
     with pytest.raises(SpecError, match=message):
         load_event(text, "task.json")
+
+
+@pytest.mark.parametrize("image, from_file, args, expected", [
+    (None, False, ("busybox", "sh", "-c", "echo hi"), ("busybox", ("sh", "-c", "echo hi"))),
+    (None, False, ("busybox",), ("busybox", ())),
+    (None, False, ("busybox", "--", "ls", "--"), ("busybox", ("ls", "--"))),
+    (None, False, (), (None, ())),
+    ("busybox", False, ("sh", "-c", "x"), ("busybox", ("sh", "-c", "x"))),
+    (None, True, ("sh", "-c", "x"), (None, ("sh", "-c", "x"))),
+])
+def test_split_arguments_reads_them_as_docker_run_does(image, from_file, args, expected):
+    assert split_arguments(image, from_file, args) == expected
