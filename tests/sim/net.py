@@ -81,7 +81,10 @@ class SimNetwork:
     in_flight: list[Message] = field(default_factory=list)
     faults: dict[str, int] = field(default_factory=dict)
     unanswered_stats: dict[str, int] = field(default_factory=dict)  # in a row, per address
-    interleave: Callable[[], None] | None = None
+    interleave: Callable[[], None] | None = None  # run inside the next changes() call
+    hold: dict[str, Callable[[], None]] = field(default_factory=dict)  # method -> run before its answer returns
+    rule: Callable[[str, str], str | None] = lambda address, method: None  # a scripted fault per call
+    delivered: list[tuple[str, str, tuple[Any, ...]]] = field(default_factory=list)  # (address, method, args)
     crash_manager: bool = False
     trace: Callable[[str], None] = lambda line: None
 
@@ -125,7 +128,7 @@ class SimNetwork:
                 self.in_flight.append(Message(address, host.incarnation, method, args))
                 self.count("frozen_request_queued")
             raise WorkerUnreachable(f"worker {address} unreachable ({host.why_unreachable})")
-        fault = self._fault()
+        fault = self.rule(address, method) or self._fault()
         if fault == LOST:
             raise WorkerUnreachable(f"worker {address}: request lost")
         if fault == DELAYED:
@@ -133,6 +136,7 @@ class SimNetwork:
             raise WorkerUnreachable(f"worker {address}: request delayed")
         status, body, headers = serve(host, method, json.loads(json.dumps(args)))
         body = json.loads(json.dumps(body))
+        self.delivered.append((address, method, args))
         self.trace(f"    {method} {address} {args[1:] if method == 'delete' else ''} -> {status}")
         if fault == DUPLICATED:
             self.in_flight.append(Message(address, host.incarnation, method, args))
@@ -145,6 +149,8 @@ class SimNetwork:
         if method == "get" and self.interleave is not None:
             hook, self.interleave = self.interleave, None
             hook()
+        if method in self.hold:
+            self.hold.pop(method)()
         return _answer(address, method, status, body), headers
 
     def _fault(self) -> str | None:
@@ -166,6 +172,7 @@ class SimNetwork:
             if host.reachable:
                 self.in_flight.remove(message)
                 self.trace(f"    late delivery: {message.method} {message.address} {message.args[1:]}")
+                self.delivered.append((message.address, message.method, message.args))
                 serve(host, message.method, message.args)
                 return True
         return False
