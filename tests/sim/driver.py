@@ -117,18 +117,26 @@ def _do(world: World, checker: Checker, action: str, faults: Counter) -> None:
     elif action == "deliver" and world.net.in_flight:
         world.net.deliver_one(rng.randrange(len(world.net.in_flight)))
     elif action == "interleave" and world.manager is not None:
-        world.net.interleave = lambda: _nested(world)
-        faults["long_poll_interleaved"] += 1
+        if rng.random() < 0.5:
+            world.net.interleave = lambda: _nested(world)
+            faults["long_poll_interleaved"] += 1
+        else:
+            world.net.hold["post"] = lambda: _nested(world)
+            faults["post_answer_held"] += 1
     else:
         _fault(world, action, name, host, faults)
 
 
 def _nested(world: World) -> None:
-    """Manager passes that run while a long poll is in flight (another thread of the manager)."""
-    world.trace("  (while a long poll is in flight:)")
-    for _ in range(world.rng.randint(1, 4)):
-        world.clock.advance(world.rng.choice((1.0, 5.0)))
-        world.rng.choice((world.sync_nodes, world.dispatch))()
+    """Steps that run while a call of the manager is in flight (its other threads, the workers)."""
+    world.trace("  (while a call is in flight:)")
+    rng = world.rng
+    for _ in range(rng.randint(1, 4)):
+        world.clock.advance(rng.choice((0.5, 1.0, 5.0)))
+        name = rng.choice(sorted(world.hosts))
+        rng.choice((world.sync_nodes, world.dispatch, world.sync_tasks,
+                    lambda: world.worker_step(name, "run_pending"),
+                    lambda: world.worker_step(name, "exec", rng.randrange(1 << 16))))()
 
 
 def _fault(world: World, action: str, name: str, host, faults: Counter) -> None:

@@ -18,7 +18,7 @@ class Checker:
     world: World
     acked: set[str] = field(default_factory=set)  # submit returned
     stop_acked: dict[str, int] = field(default_factory=dict)  # task -> attempt when stop returned
-    last: dict[str, tuple[State, int, str | None]] = field(default_factory=dict)  # (state, attempt, node)
+    last: dict[str, tuple] = field(default_factory=dict)  # task -> (state, attempt, node, version)
     placed_cut: dict[tuple[str, int], int] = field(default_factory=dict)  # (task, attempt) -> host cut_count
     lost: dict[str, bool] = field(default_factory=dict)
     checks: int = 0
@@ -70,13 +70,16 @@ class Checker:
             self.lost[node.name] = node.lost
 
     def _transition(self, task) -> None:
-        """3: every observed change is an edge of the table; a terminal state is final."""
+        """3: every observed change is an edge of the table, reports apply in version order; a terminal state is final."""
         before = self.last.get(task.id)
-        now = (task.state, task.attempt, task.node)
+        now = (task.state, task.attempt, task.node, task.version)
         self.last[task.id] = now
         if before is None or before == now:
             return
-        state, attempt, _ = before
+        state, attempt, _, version = before
+        if task.attempt == attempt and task.version < version:
+            self.fail(3, f"task {task.id} attempt {attempt}: an older report (version {task.version} after "
+                         f"{version}) was applied")
         if state.is_terminal:
             self.fail(3, f"task {task.id} left terminal {state.value} (attempt {attempt}) for "
                          f"{task.state.value} (attempt {task.attempt})")
