@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from task import State, TaskEvent
+from task import State, Task
 
 if TYPE_CHECKING:
     from manager.manager import Manager
@@ -34,13 +34,14 @@ class ManagerMetrics:
 
     def __init__(self, manager: "Manager") -> None:
         self.registry = CollectorRegistry()
-        self._dispatch = Histogram("orca_dispatch_seconds", "Seconds from a task event's creation to a worker "
-                                   "accepting it", buckets=DISPATCH_BUCKETS, registry=self.registry)
+        self._dispatch = Histogram("orca_dispatch_seconds", "Seconds from a task's creation to a worker "
+                                   "accepting its first attempt", buckets=DISPATCH_BUCKETS, registry=self.registry)
         self.registry.register(_ManagerCollector(manager))
 
-    def placed(self, event: TaskEvent) -> None:
-        """A worker accepted `event` (Manager.on_placed)."""
-        self._dispatch.observe(_seconds_since(event.timestamp))
+    def placed(self, task: Task) -> None:
+        """A worker accepted an attempt of `task` (Manager.on_placed); the first attempt is timed."""
+        if task.attempt == 1 and task.created_at:
+            self._dispatch.observe(_seconds_since(task.created_at))
 
 
 class WorkerMetrics:

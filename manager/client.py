@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator
 import requests
 from requests.adapters import HTTPAdapter
 
-from task import NotFound, TaskEvent, WorkerRejected, WorkerUnavailable
+from task import NotFound, TaskEvent, WorkerRejected, WorkerUnavailable, WorkerUnreachable
 
 VERSION_HEADER = "X-Orca-Version"
 INSTANCE_HEADER = "X-Orca-Instance"
@@ -19,7 +19,8 @@ class WorkerClient:
     the caller decides when to try again.
 
     Raises (every method):
-        WorkerUnavailable: no answer, a timeout, a 5xx or a body that is not JSON.
+        WorkerUnreachable: no answer at all (refused, reset, timed out).
+        WorkerUnavailable: a 5xx or a body that is not JSON (the worker is alive).
         NotFound: the worker does not know the task.
         WorkerRejected: another 4xx; the message is the worker's own.
     """
@@ -52,7 +53,7 @@ class WorkerClient:
         try:
             response = self._session().request(method, f"http://{address}{path}", **kwargs)
         except requests.RequestException as exc:
-            raise WorkerUnavailable(f"worker {address} unreachable: {type(exc).__name__}") from None
+            raise WorkerUnreachable(f"worker {address} unreachable: {type(exc).__name__}") from None
         if response.status_code < 400:
             return response
         message = _error_message(response)
@@ -73,9 +74,10 @@ class WorkerClient:
         """POST a task event; return the worker's copy of the task."""
         return self._json(self._call("POST", address, "/tasks", json=event.to_dict()), address)
 
-    def stop_task(self, address: str, task_id: str) -> dict[str, Any]:
-        """DELETE a task on the worker; return its copy of the task."""
-        return self._json(self._call("DELETE", address, f"/tasks/{task_id}"), address)
+    def stop_task(self, address: str, task_id: str, attempt: int | None = None) -> dict[str, Any]:
+        """DELETE a task's `attempt` on the worker; return its copy of the task."""
+        params = {"attempt": attempt} if attempt is not None else None
+        return self._json(self._call("DELETE", address, f"/tasks/{task_id}", params=params), address)
 
     def changes(self, address: str, since: int, wait: float = 0.0) -> tuple[str, int, list[dict[str, Any]]]:
         """Return (the worker's instance id, its version, the tasks it changed after `since`).
@@ -105,7 +107,7 @@ class WorkerClient:
         try:
             response = self._session().get(f"http://{address}/health", timeout=self._timeout)
         except requests.RequestException as exc:
-            raise WorkerUnavailable(f"worker {address} unreachable: {type(exc).__name__}") from None
+            raise WorkerUnreachable(f"worker {address} unreachable: {type(exc).__name__}") from None
         if response.status_code in (200, 503):
             try:
                 body = response.json()

@@ -6,6 +6,7 @@ from typing import Any
 
 UP = "up"
 DOWN = "down"
+INTERNAL = ("misses", "lost", "generation", "last_answer")
 
 
 @dataclass
@@ -22,7 +23,11 @@ class Node:
     stats: dict[str, Any] = field(default_factory=dict)
     last_seen: str | None = None
     engine: dict[str, Any] = field(default_factory=lambda: {"reachable": None})  # the worker's /health "docker"
-    misses: int = 0  # consecutive failed polls; not part of the JSON contract
+    # Not part of the JSON contract:
+    misses: int = 0  # liveness checks in a row that got no answer at all
+    lost: bool = False  # declared lost after `down_after` misses; cleared by the next answer
+    generation: int = 0  # grows each time the node is declared lost: fences reads begun before
+    last_answer: float = 0.0  # the manager's clock at the node's last answer to a liveness check
 
     @property
     def is_up(self) -> bool:
@@ -38,7 +43,8 @@ class Node:
     def to_dict(self) -> dict[str, Any]:
         """Return the node as the contract's JSON object."""
         data = asdict(self)
-        del data["misses"]
+        for internal in INTERNAL:
+            del data[internal]
         return data
 
     def record_stats(self, stats: dict[str, Any], seen_at: str) -> None:
@@ -56,8 +62,20 @@ class Node:
         """Take the engine state a worker reported in /health."""
         self.engine = dict(engine)
 
-    def record_miss(self, down_after: int) -> None:
-        """Count a failed poll; after `down_after` misses in a row the node is down."""
+    def record_answer(self, now: float) -> bool:
+        """The node answered its liveness check (whatever it said). Returns True when it had
+        been declared lost (it is back)."""
+        back = self.lost
+        self.misses, self.lost, self.last_answer = 0, False, now
+        return back
+
+    def record_miss(self, down_after: int) -> bool:
+        """Count a liveness check that got no answer. Returns True exactly once, when
+        `down_after` misses in a row make the node lost (also a node never heard from since
+        the manager started); the node is then down and its read position is fenced off."""
         self.misses += 1
-        if self.misses >= down_after:
-            self.state = DOWN
+        if self.misses < down_after or self.lost:
+            return False
+        self.state, self.lost = DOWN, True
+        self.generation += 1
+        return True

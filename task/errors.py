@@ -29,6 +29,11 @@ class WorkerUnavailable(Unavailable):
     """A worker did not answer, or answered with a server error."""
 
 
+class WorkerUnreachable(WorkerUnavailable):
+    """A worker gave no answer at all (refused, reset, timed out): the only failure that
+    counts against its liveness, and only on its liveness check."""
+
+
 class WorkerRejected(OrcaError):
     """A worker refused a request with a client error; the message is the worker's."""
 

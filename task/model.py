@@ -10,7 +10,11 @@ from task.state import State
 
 # The user-settable part of a task: what the manager forwards to a worker.
 SPEC_FIELDS = ("id", "name", "image", "command", "env", "cpu", "memory", "disk", "ports",
-               "restart_policy", "max_restarts", "health_check", "restart_count")
+               "restart_policy", "max_restarts", "health_check", "stop_after_disconnect")
+
+# The user's intent for a task, apart from its observed `state`.
+DESIRED_RUNNING = "running"
+DESIRED_STOPPED = "stopped"
 
 RESTART_POLICIES = ("no", "on-failure", "always")
 DEFAULT_MAX_RESTARTS = 3
@@ -43,6 +47,10 @@ class Task:
     restart_policy: str = "on-failure"
     max_restarts: int = DEFAULT_MAX_RESTARTS
     health_check: str | None = None
+    stop_after_disconnect: float | None = None  # seconds cut off from the manager before the worker stops it
+    desired_state: str = DESIRED_RUNNING
+    attempt: int = 0  # the placement this state belongs to: 0 before the first, +1 at each placement
+    version: int = 0  # the version of the worker report last applied (manager) or of the last change (worker)
     host_ports: dict[str, int] = field(default_factory=dict)
     node: str | None = None
     container_id: str | None = None
@@ -83,15 +91,17 @@ _TASK_FIELDS = tuple(f.name for f in fields(Task))
 
 @dataclass
 class TaskEvent:
-    """A request to bring a task to a desired state (`running` or `completed`)."""
+    """A request to bring a task to a desired state (`running` or `completed`).
+
+    From a user, `task` is a spec. From the manager to a worker (the internal contract),
+    the event also names the attempt it is for and, for a run, the restarts so far."""
 
     task: Task
     state: State = State.RUNNING
     id: str = field(default_factory=new_id)
     timestamp: str = field(default_factory=utc_now)
 
-    node: str | None = None  # manager side only: the worker a stop is meant for
-
     def to_dict(self) -> dict[str, Any]:
-        """Return the event as a worker expects it: only the task's spec."""
-        return {"id": self.id, "state": self.state.value, "task": self.task.spec_dict()}
+        """Return the event as a worker expects it: the task's spec, its attempt and restarts."""
+        return {"id": self.id, "state": self.state.value, "task": self.task.spec_dict(),
+                "attempt": self.task.attempt, "restart_count": self.task.restart_count}

@@ -26,7 +26,7 @@ from task.model import RESTART_POLICIES, SPEC_FIELDS, Task
 from task.state import State
 from task.validation import (
     _ENV_KEY, _NAME, _PORT_KEY, _SIZE, DESIRED_STATES, EVENT_FIELDS, MAX_ARG, MAX_ARGS, MAX_BYTES, MAX_CPU,
-    MAX_ENV, MAX_ENV_VALUE, MAX_IMAGE, MAX_NAME, MAX_PATH, MAX_PORTS, MAX_RESTARTS, MIN_MEMORY, TASK_FIELDS,
+    MAX_ENV, MAX_ENV_VALUE, MAX_IMAGE, MAX_NAME, MAX_PATH, MAX_PORTS, MAX_RESTARTS, MAX_SECONDS, MIN_MEMORY, TASK_FIELDS,
 )
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -142,7 +142,9 @@ def _spec_properties() -> dict[str, dict[str, Any]]:
                                  "null: any free port"},
         "restart_policy": {"enum": list(RESTART_POLICIES), "default": "on-failure"},
         "max_restarts": _count("restarts allowed under the restart policy"),
-        "restart_count": _count("restarts so far (set by the manager when it moves a task)"),
+        "stop_after_disconnect": {"type": ["number", "null"], "minimum": 0, "maximum": MAX_SECONDS,
+                                  "description": "seconds a worker cut off from the manager keeps the task "
+                                                 "running before it stops it; null: it keeps running"},
         "health_check": {**_no_space_string("/"), "type": ["string", "null"], "maxLength": MAX_PATH,
                          "description": "a URL path probed over the first published tcp port"},
     }
@@ -188,6 +190,9 @@ def _task_fields() -> dict[str, dict[str, Any]]:
         "node": nullable_text, "container_id": nullable_text, "exit_code": {"type": ["integer", "null"]},
         "error": nullable_text, "created_at": nullable_text, "started_at": nullable_text,
         "finished_at": nullable_text,
+        "stop_after_disconnect": spec["stop_after_disconnect"],
+        "desired_state": {"enum": ["running", "stopped"]},
+        "attempt": {"type": "integer", "minimum": 0}, "version": {"type": "integer", "minimum": 0},
     }
     names = list(Task().to_dict())
     missing = set(names) ^ set(fields)

@@ -27,8 +27,10 @@ class State(str, Enum):
 TERMINAL = frozenset({State.COMPLETED, State.FAILED})
 
 TRANSITIONS: dict[State, frozenset[State]] = {
-    State.PENDING: frozenset({State.SCHEDULED}),
-    State.SCHEDULED: frozenset({State.SCHEDULED, State.RUNNING, State.FAILED}),
+    # pending -> completed: a stop before placement cancels the task on the spot.
+    State.PENDING: frozenset({State.SCHEDULED, State.COMPLETED}),
+    # scheduled -> completed: a stop that arrives before the container started cancels it.
+    State.SCHEDULED: frozenset({State.SCHEDULED, State.RUNNING, State.FAILED, State.COMPLETED}),
     State.RUNNING: frozenset({State.RUNNING, State.COMPLETED, State.FAILED, State.SCHEDULED}),
     State.FAILED: frozenset({State.SCHEDULED}),
     State.COMPLETED: frozenset(),

@@ -24,6 +24,7 @@ MAX_PORTS = 128
 MAX_CPU = 1024
 MAX_RESTARTS = 1000
 MAX_PATH = 2048
+MAX_SECONDS = 7 * 24 * 3600  # a week
 MAX_BYTES = 1 << 50  # 1 PiB: anything above is a typo, not a machine
 MIN_MEMORY = 6 * 1024 * 1024  # Docker refuses smaller memory limits
 
@@ -99,7 +100,7 @@ def parse_task(value: Any, require_image: bool = True) -> Task:
     task.ports = _ports(obj.get("ports", {}))
     task.restart_policy = _restart_policy(obj.get("restart_policy", "on-failure"))
     task.max_restarts = _count(obj.get("max_restarts", task.max_restarts), "task.max_restarts")
-    task.restart_count = _count(obj.get("restart_count", 0), "task.restart_count")
+    task.stop_after_disconnect = _seconds_or_none(obj.get("stop_after_disconnect"), "task.stop_after_disconnect")
     task.health_check = _health_check(obj.get("health_check"), task.ports)
     return task
 
@@ -265,6 +266,14 @@ def _count(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RESTARTS:
         raise ValidationError(f"{name} must be an integer between 0 and {MAX_RESTARTS}")
     return value
+
+
+def _seconds_or_none(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_SECONDS:
+        raise ValidationError(f"{name} must be null or a number of seconds between 0 and {MAX_SECONDS}")
+    return float(value)
 
 
 def _health_check(value: Any, ports: dict) -> str | None:

@@ -12,7 +12,9 @@ from common.metrics import WorkerMetrics, serve_metrics
 from common.openapi import serve_document
 from common.query import LogOptions, log_options, query_float
 from common.streams import StreamLimit, client_gone, relay, text_response, until_broken
-from task import NotFound, State, Task, Unavailable, parse_event
+from common.query import query_int
+from task import NotFound, State, Task, TaskEvent, Unavailable, ValidationError, parse_uuid
+from task.wire import parse_order
 from task.validation import check_image_allowed
 from worker.logs import TaskLogFollower
 from worker.openapi import worker_document
@@ -48,7 +50,8 @@ def create_app(worker: Worker, stats: Callable[[], dict[str, Any]], allowed_imag
 
     @api.post("/tasks")
     def submit_task():
-        event = parse_event(json_body())
+        worker.heard_from_manager()
+        event = parse_order(json_body())
         if event.state is State.RUNNING:
             check_image_allowed(event.task.image, allowed_images)
         task, created = worker.submit(event)
@@ -57,6 +60,9 @@ def create_app(worker: Worker, stats: Callable[[], dict[str, Any]], allowed_imag
 
     @api.get("/tasks")
     def list_tasks():
+        worker.heard_from_manager()
+        if not worker.ready:  # a listing before adoption would miss tasks that run here
+            worker.check_ready()
         since = request.args.get("since", type=int)
         wait = query_float("wait", 0.0, 0.0, MAX_WAIT)
         if since is not None and wait:
@@ -76,10 +82,18 @@ def create_app(worker: Worker, stats: Callable[[], dict[str, Any]], allowed_imag
 
     @api.delete("/tasks/<task_id>")
     def stop_task(task_id: str):
-        return jsonify(worker.stop(task_id).to_dict()), 202
+        worker.heard_from_manager()
+        attempt = query_int("attempt", None, 1, 1 << 40)
+        try:
+            task_id = parse_uuid(task_id, "task id")
+        except ValidationError:
+            raise NotFound(f"task {task_id[:64]} not found") from None
+        task, _ = worker.submit(TaskEvent(task=Task(id=task_id, attempt=attempt), state=State.COMPLETED))
+        return jsonify(task.to_dict()), 202
 
     @api.get("/stats")
     def get_stats():
+        worker.heard_from_manager()
         return jsonify({**stats(), "task_count": worker.active_count()})
 
     @api.get("/tasks/<task_id>/logs")

@@ -1,12 +1,25 @@
 """The worker's OpenAPI document (GET /openapi.json), from the definitions its routes use."""
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from common.openapi import (
     TASK_ID, document, json_response, logs_operation, number_query, operation, query,
 )
-from task.schema import ref
+from task.schema import ref, task_schemas
+from task.wire import MAX_ATTEMPT
+
+ATTEMPT = {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPT}
+
+
+def _order(name: str) -> dict[str, Any]:
+    """A task event as the manager sends it: with the attempt it is for and the restarts so far."""
+    schema = copy.deepcopy(task_schemas()[name])
+    schema["properties"] = {**schema["properties"], "attempt": {**ATTEMPT, "description": "the placement it is "
+                            "for; an event for an older attempt than the worker holds is ignored"},
+                            "restart_count": {"type": "integer", "minimum": 0, "maximum": MAX_ATTEMPT}}
+    return schema
 
 
 def worker_document(max_wait: float, version_header: str, instance_header: str) -> dict[str, Any]:
@@ -27,15 +40,18 @@ def worker_document(max_wait: float, version_header: str, instance_header: str) 
         "/tasks": {
             "post": operation("submitTask", "Run a task event (the manager's call)", "tasks",
                               {200: placed, 201: placed, 202: json_response("stop requested", ref("Task"))},
-                              (400, 403, 404, 409, 413, 415, 503), body=ref("TaskEvent")),
+                              (400, 403, 404, 409, 413, 415, 503),
+                              body={"anyOf": [_order("RunTaskEvent"), _order("StopTaskEvent")]}),
             "get": operation("listTasks", "The tasks on this worker, or those changed since a version", "tasks",
-                             {200: listed}, (400,), parameters=(since, wait)),
+                             {200: listed}, (400, 503), parameters=(since, wait)),
         },
         "/tasks/{task_id}": {
             "parameters": [TASK_ID],
             "get": operation("getTask", "One task", "tasks", {200: task}, (404,)),
             "delete": operation("stopTask", "Stop a task: its container is stopped and removed", "tasks",
-                                {202: json_response("stop requested", ref("Task"))}, (404,)),
+                                {202: json_response("stop requested", ref("Task"))}, (400, 404, 503),
+                                parameters=(query("attempt", ATTEMPT, "stop only this attempt (or a newer "
+                                                  "one); unknown here: a completed record of it is kept"),)),
         },
         "/tasks/{task_id}/logs": {"parameters": [TASK_ID], "get": logs_operation("getTaskLogs")},
         "/stats": {"get": operation("getStats", "The host's figures", "nodes",

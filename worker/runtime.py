@@ -1,7 +1,7 @@
 """The Docker adapter: the only module that imports `docker`.
 
-Containers are named `orca-<task id>-<restart count>-<worker>` and labelled with the task id,
-the worker's name, the restart count and the task's spec. So creating the same incarnation
+Containers are named `orca-<task id>-<attempt>.<restart count>-<worker>` and labelled with the
+task id, the worker's name, the attempt, the restart count and the task's spec. So creating the same incarnation
 of a task twice finds the first container instead of starting a second one, a restarted
 worker can rebuild its task DB from Docker alone, and nothing without Orca's labels is ever
 touched.
@@ -28,6 +28,7 @@ TASK_LABEL = "orca.task_id"
 WORKER_LABEL = "orca.worker"
 SPEC_LABEL = "orca.spec"
 RESTART_LABEL = "orca.restart_count"
+ATTEMPT_LABEL = "orca.attempt"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 _NO_TIME = "0001-01-01T00:00:00Z"
 
@@ -144,12 +145,12 @@ class DockerRuntime:
 
     def _labels(self, task: Task) -> dict[str, str]:
         return {TASK_LABEL: task.id, WORKER_LABEL: self.worker_name, RESTART_LABEL: str(task.restart_count),
-                SPEC_LABEL: json.dumps(task.spec_dict(), separators=(",", ":"))}
+                ATTEMPT_LABEL: str(task.attempt), SPEC_LABEL: json.dumps(task.spec_dict(), separators=(",", ":"))}
 
     def container_name(self, task: Task) -> str:
         """The one name the current incarnation of `task` has on this worker."""
         worker = re.sub(r"[^A-Za-z0-9_.-]", "-", self.worker_name)
-        return f"orca-{task.id}-{task.restart_count}-{worker}"
+        return f"orca-{task.id}-{task.attempt}.{task.restart_count}-{worker}"
 
     def start(self, task: Task) -> ContainerStatus:
         """Create and start the task's container, or return the one it already has.

@@ -13,11 +13,13 @@ from node import stats as host_stats
 from worker import health
 from worker.api import create_app
 from worker.runtime import DockerRuntime, RuntimeFailure
+from worker.upkeep import Upkeep
 from worker.worker import Policy, Worker
 
 log = logging.getLogger(__name__)
 
 RECONCILE_INTERVAL = 2.0
+DISCONNECT_CHECK_INTERVAL = 1.0  # seconds between checks of stop_after_disconnect
 ENGINE_CHECK_TIMEOUT = 3.0  # seconds an engine check (job or GET /health) may take
 
 
@@ -29,7 +31,8 @@ class WorkerService:
         self.runtime = DockerRuntime(self.name, config.docker_host, config.docker_timeout)
         policy = Policy(stop_timeout=config.stop_timeout, restart_backoff=config.restart_backoff,
                         health_failures=config.health_failures, gc_after=config.gc_after)
-        self.worker = Worker(self.name, self.runtime, policy, config.start_threads, probe=health.probe)
+        self.worker = Worker(self.name, self.runtime, policy, config.start_threads)
+        self.upkeep = Upkeep(self.worker, probe=health.probe)
         self._stats: dict[str, Any] = host_stats.collect()
         self.metrics = WorkerMetrics(self.worker)
         self.worker.on_container = self.metrics.container_event
@@ -42,7 +45,8 @@ class WorkerService:
         self.jobs.add("sync_states", self.worker.sync_states, RECONCILE_INTERVAL)
         self.jobs.add("collect_stats", self._collect_stats, config.stats_interval)
         self.jobs.add("check_engine", self._check_engine, config.stats_interval)
-        self.jobs.add("check_health", self.worker.check_health, config.health_interval)
+        self.jobs.add("check_health", self.upkeep.check_health, config.health_interval)
+        self.jobs.add("stop_disconnected", self.upkeep.stop_disconnected, DISCONNECT_CHECK_INTERVAL)
         self.jobs.add("collect_garbage", self._collect_garbage, max(1.0, min(60.0, config.gc_after / 10)))
         self.worker.on_work = lambda: self.jobs.wake("run_pending")
         self._halt = threading.Event()
@@ -71,7 +75,7 @@ class WorkerService:
         if self._adopted:
             return
         try:
-            adopted = self.worker.adopt()
+            adopted = self.upkeep.adopt()
         except RuntimeFailure as exc:
             log.warning("worker %s could not adopt containers yet: %s", self.name, exc)
             return
@@ -84,7 +88,7 @@ class WorkerService:
 
     def _collect_garbage(self) -> None:
         if self.worker.engine.get("reachable") is not False:  # no traceback per pass while the engine is down
-            self.worker.collect_garbage()
+            self.upkeep.collect_garbage()
 
     def _check_engine(self) -> dict[str, Any]:
         """Ask the engine for its version now, record the answer, return the worker's engine state."""

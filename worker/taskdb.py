@@ -3,34 +3,46 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from typing import Callable
 
 from task import Task
 
 
-class TaskDB:
-    """Tasks by id. Every change bumps a version, so readers can ask what changed since."""
+def start_version() -> int:
+    """Where a new worker's versions start: its start time in microseconds. Versions grow by
+    one per change, so they keep growing across restarts of the worker (unless it made over a
+    million changes per second of its life), and a report from a later incarnation is always
+    newer than one from an earlier incarnation."""
+    return time.time_ns() // 1000
 
-    def __init__(self) -> None:
+
+class TaskDB:
+    """Tasks by id. Every change bumps a version, stamped on the changed task, so readers can
+    ask what changed since a version and the manager can order reports."""
+
+    def __init__(self, first_version: int | None = None) -> None:
         self._lock = threading.Condition()
         self._tasks: dict[str, Task] = {}
         self._changed: dict[str, int] = {}
-        self._version = 0
+        self._version = start_version() if first_version is None else first_version
         self._closed = False
 
     @property
     def version(self) -> int:
-        """The number of changes made so far."""
+        """The version of the latest change."""
         return self._version
 
     def put(self, task: Task) -> Task:
-        """Store a copy of `task`; return it."""
+        """Store a copy of `task` (stamped with a new version); return the stored copy."""
         with self._lock:
-            self._store(copy.copy(task))
-        return task
+            stored = copy.copy(task)
+            self._store(stored)
+            return copy.copy(stored)
 
     def _store(self, task: Task) -> None:
         self._version += 1
+        task.version = self._version
         self._tasks[task.id] = task
         self._changed[task.id] = self._version
         self._lock.notify_all()
@@ -49,7 +61,8 @@ class TaskDB:
             self._lock.notify_all()
 
     def update(self, task_id: str, change: Callable[[Task], bool | None]) -> Task | None:
-        """Apply `change` to the stored task under the lock; a change returning False is discarded.
+        """Apply `change` to the stored task under the lock; a change returning False (or
+        raising) is discarded.
 
         Returns a copy of the task after the change, or None if the id is unknown.
         """
@@ -62,6 +75,17 @@ class TaskDB:
                 self._store(task)
                 return copy.copy(task)
             return copy.copy(current)
+
+    def upsert(self, task_id: str, change: Callable[[Task | None], Task | None]) -> Task | None:
+        """Read-decide-write under the lock: `change` gets a copy of the task (or None) and
+        returns the task to store, or None to store nothing. Returns a copy of what is stored."""
+        with self._lock:
+            current = self._tasks.get(task_id)
+            chosen = change(copy.copy(current) if current else None)
+            if chosen is not None:
+                self._store(chosen)
+                return copy.copy(chosen)
+            return copy.copy(current) if current else None
 
     def get(self, task_id: str) -> Task | None:
         """A copy of the task, or None."""

@@ -10,13 +10,10 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
-from task import (
-    Conflict, NotFound, State, Task, TaskEvent, Unavailable, ValidationError, backoff_delay,
-    check_transition, exit_outcome, parse_task, should_restart, utc_now,
-)
+from task import NotFound, State, Task, TaskEvent, Unavailable, backoff_delay, utc_now
+from task import lifecycle
 from worker.runtime import ContainerEvent, ContainerStatus, RuntimeFailure
 from worker.taskdb import TaskDB
 
@@ -31,6 +28,13 @@ class Runtime(Protocol):
     def remove(self, container_id: str) -> None: ...
     def inspect(self, container_id: str) -> ContainerStatus | None: ...
     def containers(self) -> list[ContainerStatus]: ...
+
+
+class Executor(Protocol):
+    """Where handlers run: a thread pool in production, a step queue in the simulation."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -48,27 +52,31 @@ class Worker:
     """Runs task events on a runtime and keeps each task's observed state.
 
     Events go into a deque; `run_pending()` hands them to a bounded pool so containers start
-    concurrently. Operations on one task are serialised by a per-task lock. Exits are learnt
-    from `on_container_event()` (Docker's event stream) and, as a safety net, `sync_states()`.
-    An exit is restarted under the task's restart policy after an exponential backoff.
+    concurrently. Operations on one task are serialised by a per-task lock. Each task holds
+    one attempt at a time (the manager numbers them): an event for an older attempt is
+    ignored, a newer attempt replaces the old one's container. Exits are learnt from
+    `on_container_event()` (Docker's event stream) and, as a safety net, `sync_states()`,
+    and restarted under the task's policy after an exponential backoff, inside the attempt.
     """
 
     def __init__(self, name: str, runtime: Runtime, policy: Policy = Policy(), threads: int = 8,
-                 probe: Callable[[str], str | None] | None = None) -> None:
+                 executor: Executor | None = None, clock: Callable[[], float] = time.monotonic,
+                 first_version: int | None = None) -> None:
         self.name = name
         self.runtime = runtime
         self.policy = policy
-        self.db = TaskDB()
+        self.clock = clock
+        self.db = TaskDB(first_version)
         self.queue: deque[TaskEvent] = deque()
-        self._probe = probe
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"worker-{name}")
-        self._stopping: set[str] = set()
+        self._pool: Executor = executor or ThreadPoolExecutor(threads, thread_name_prefix=f"worker-{name}")
+        self._stopping: dict[str, str | None] = {}  # task id -> why (None: a stop from the manager)
         self._locks: dict[str, threading.Lock] = {}
         self._delayed: list[tuple[float, int, TaskEvent]] = []
         self._seq = itertools.count()
-        self._health_misses: dict[str, int] = {}
         self._guard = threading.Lock()
         self._accepting = True
+        self.ready = False  # set once adoption is done: until then task requests answer 503
+        self.last_contact = clock()  # when the manager last reached us
         self._engine: dict[str, Any] = {"reachable": None}  # not checked yet
         self.on_work: Callable[[], None] = lambda: None
         # Told of each container start ("started", "start_failed") and end ("completed", "failed",
@@ -77,49 +85,85 @@ class Worker:
 
     # ----- intake (request threads)
 
+    def heard_from_manager(self) -> None:
+        """Note that the manager reached us (its polls and commands), for stop_after_disconnect."""
+        self.last_contact = self.clock()
+
     def submit(self, event: TaskEvent) -> tuple[Task, bool]:
-        """Accept an event. Returns (task, created): created is False for a repeat.
+        """Accept an event for `event.task.attempt`. Returns (our copy, created): created is
+        False when nothing new was started (a repeat, an older or finished attempt).
 
         Raises:
-            Unavailable: the worker is shutting down, or a new task while its engine is unreachable.
-            NotFound: a stop for a task this worker does not have.
-            Conflict: a run for a task that already finished here (same or older incarnation).
+            Unavailable: shutting down, not ready, or a new attempt while the engine is unreachable.
+            NotFound: a stop without an attempt for a task this worker does not have.
         """
-        if not self._accepting:
-            raise Unavailable(f"worker {self.name} is shutting down")
+        self.check_ready()
         if event.state is State.COMPLETED:
-            return self.stop(event.task.id), False
-        existing = self.db.get(event.task.id)
-        if existing is not None:
-            newer = event.task.restart_count > existing.restart_count
-            if not existing.state.is_terminal:
-                return existing, False
-            if not newer:
-                raise Conflict(f"task {existing.id} already {existing.state.value} on worker {self.name}")
-        self._check_engine()
-        task = event.task
-        task.state, task.node = State.SCHEDULED, self.name
-        task.created_at = task.created_at or utc_now()
-        task.container_id = existing.container_id if existing else None
-        self.db.put(task)
-        self._enqueue(event)
-        log.info("task %s accepted (%s)", task.id, task.image)
-        return task, True
+            return self.stop(event.task.id, event.task.attempt), False
+        created = False
 
-    def stop(self, task_id: str) -> Task:
-        """Ask for a task to be stopped; its container is stopped and removed, it ends completed.
-        For a task that already finished, only its container is removed."""
-        task = self.db.get(task_id)
+        def decide(existing: Task | None) -> Task | None:
+            nonlocal created
+            if existing is not None and event.task.attempt <= existing.attempt:
+                return None  # a repeat or an older attempt: answer with what we have
+            self._check_engine()
+            task = event.task
+            task.state, task.node = State.SCHEDULED, self.name
+            task.created_at = task.created_at or utc_now()
+            task.container_id = existing.container_id if existing else None  # removed by _start
+            created = True
+            return task
+
+        task = self.db.upsert(event.task.id, decide)
+        if created:
+            self._enqueue(TaskEvent(task=task))
+            log.info("task %s attempt %d accepted (%s)", task.id, task.attempt, task.image)
+        return task, created
+
+    def stop(self, task_id: str, attempt: int | None = None, why: str | None = None) -> Task:
+        """Stop a task: its container is stopped and removed, and it ends completed (or failed
+        with `why`). A stop for an older attempt than ours is ignored. A stop for an attempt we
+        never got (a task we do not know, or a newer attempt than ours) leaves a completed
+        record of that attempt, so a run for it that arrives later is not started, and removes
+        the container of any older attempt we held.
+
+        Raises:
+            NotFound: an unknown task and no attempt.
+        """
+        def decide(existing: Task | None) -> Task | None:
+            if attempt is None or (existing is not None and attempt <= existing.attempt):
+                return None
+            # An attempt we never got: record it ended, so it never starts here; the older
+            # copy we hold goes with it (its container is removed below).
+            ended = Task(id=task_id, state=State.COMPLETED, node=self.name, attempt=attempt)
+            ended.created_at = ended.finished_at = utc_now()
+            ended.container_id = existing.container_id if existing else None
+            return ended
+
+        task = self.db.upsert(task_id, decide)
         if task is None:
             raise NotFound(f"task {task_id[:64]} not found on worker {self.name}")
+        if attempt is not None and attempt < task.attempt:
+            return task
         if task.state.is_terminal:
             if task.container_id:
                 self._enqueue(TaskEvent(task=task, state=State.COMPLETED))
             return task
         with self._guard:
-            self._stopping.add(task_id)
+            self._stopping.setdefault(task_id, why)
         self._enqueue(TaskEvent(task=task, state=State.COMPLETED))
         return task
+
+    def check_ready(self) -> None:
+        """Raise Unavailable (saying why) while the worker shuts down or has not adopted its
+        containers yet: until then it cannot tell which tasks run here."""
+        if not self._accepting:
+            raise Unavailable(f"worker {self.name} is shutting down")
+        if not self.ready:
+            engine = self._engine
+            why = engine.get("error") if engine.get("reachable") is False else None
+            raise Unavailable(f"{why or 'it has not adopted its containers yet'} "
+                              f"(worker {self.name} is not ready)")
 
     def _enqueue(self, event: TaskEvent) -> None:
         self.queue.append(event)
@@ -127,55 +171,13 @@ class Worker:
 
     def _enqueue_later(self, event: TaskEvent, delay: float) -> None:
         with self._guard:
-            heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._seq), event))
-
-    # ----- adoption (before serving)
-
-    def adopt(self) -> int:
-        """Rebuild the task DB from the containers that carry this worker's label.
-
-        Docker is the source of truth after a restart: each task's newest container is
-        adopted (older incarnations are removed), and exits that happened while the worker
-        was away are recorded by the next sync_states(). Returns the number of tasks adopted.
-        """
-        newest: dict[str, ContainerStatus] = {}
-        for status in self.runtime.containers():
-            current = newest.get(status.task_id or "")
-            if status.task_id and (current is None or _incarnation(status) > _incarnation(current)):
-                if current is not None:
-                    self._remove_quietly(current.container_id)
-                newest[status.task_id] = status
-            else:
-                self._remove_quietly(status.container_id)
-        for status in newest.values():
-            self._adopt_one(status)
-        return len(newest)
-
-    def _adopt_one(self, status: ContainerStatus) -> None:
-        try:
-            task = parse_task(status.spec() or {})
-        except ValidationError as exc:
-            log.warning("container %s has an unreadable spec (%s): left alone", status.container_id[:12], exc)
-            return
-        task.restart_count = _incarnation(status)
-        task.node, task.created_at = self.name, utc_now()
-        if status.created:  # the worker died between create and start: start it now
-            task.state = State.SCHEDULED
-            self.db.put(task)
-            self._enqueue(TaskEvent(task=task))
-            log.info("task %s adopted from container %s, which never started: starting it",
-                     task.id, status.container_id[:12])
-            return
-        task.state, task.container_id = State.RUNNING, status.container_id
-        task.started_at, task.host_ports = status.started_at, dict(status.host_ports)
-        self.db.put(task)
-        log.info("task %s adopted from container %s", task.id, status.container_id[:12])
+            heapq.heappush(self._delayed, (self.clock() + delay, next(self._seq), event))
 
     # ----- one-pass jobs
 
     def run_pending(self) -> int:
         """Hand every queued (and every due delayed) event to the pool; return how many."""
-        now = time.monotonic()
+        now = self.clock()
         with self._guard:
             while self._delayed and self._delayed[0][0] <= now:
                 self.queue.append(heapq.heappop(self._delayed)[2])
@@ -205,49 +207,6 @@ class Worker:
         if event.action in ("die", "oom", "destroy"):
             self._pool.submit(self._observe_safely, event.task_id)
 
-    def check_health(self) -> None:
-        """Probe every running task that has a health check; restart those that keep failing."""
-        if self._probe is None:
-            return
-        for task in self.db.list():
-            url = _health_url(task)
-            if task.state is not State.RUNNING or url is None:
-                continue
-            problem = self._probe(url)
-            misses = 0 if problem is None else self._health_misses.get(task.id, 0) + 1
-            self._health_misses[task.id] = misses
-            if misses >= self.policy.health_failures:
-                log.warning("task %s unhealthy %d times: %s", task.id, misses, problem)
-                self._health_misses.pop(task.id, None)
-                self._pool.submit(self._restart_unhealthy, task.id, problem or "unhealthy")
-
-    def collect_garbage(self, now: float | None = None) -> int:
-        """Remove the containers of tasks finished more than gc_after seconds ago, and
-        containers of ours no task owns any more (unknown tasks, older incarnations) that
-        are not running. Returns how many were removed."""
-        now = time.time() if now is None else now
-        tasks = {task.id: task for task in self.db.list()}
-        removed = 0
-        for status in self.runtime.containers():
-            why = self._garbage_reason(status, tasks.get(status.task_id or ""), now)
-            if why:
-                self._remove_quietly(status.container_id)
-                removed += 1
-                log.info("container %s collected (%s)", status.container_id[:12], why)
-        return removed
-
-    def _garbage_reason(self, status: ContainerStatus, task: Task | None, now: float) -> str | None:
-        if status.running:
-            return None
-        if task is None:
-            return "no task"
-        if status.container_id == task.container_id:
-            finished = task.state.is_terminal and _age(task.finished_at, now) > self.policy.gc_after
-            return "finished" if finished else None
-        # Another container of the task: collect it only if it is an older incarnation (a
-        # container being created or adopted for the current one is not garbage).
-        return "older incarnation" if _incarnation(status) < task.restart_count else None
-
     # ----- handlers (pool threads)
 
     def _lock_for(self, task_id: str) -> threading.Lock:
@@ -261,32 +220,44 @@ class Worker:
                 if event.state is State.COMPLETED:
                     self._stop(task_id)
                 else:
-                    self._start(task_id)
+                    self._start(task_id, event.task.attempt)
         except Exception:
             log.exception("task %s: handling a %s event failed", task_id, event.state.value)
 
-    def _start(self, task_id: str) -> None:
+    def _start(self, task_id: str, attempt: int) -> None:
         task = self.db.get(task_id)
-        if task is None or task.state is not State.SCHEDULED:
+        if task is None or task.state is not State.SCHEDULED or task.attempt != attempt:
             return
-        if task.container_id:  # the previous incarnation's container
+        if task.container_id:  # the previous container (an earlier restart or attempt)
             self._remove_quietly(task.container_id)
         try:
             status = self.runtime.start(task)
         except RuntimeFailure as exc:
             log.warning("task %s failed to start: %s", task_id, exc)
-            with self._guard:
-                self._stopping.discard(task_id)
-            self.db.update(task_id, lambda t: _finish(t, State.FAILED, str(exc)))
-            self.on_container("start_failed")
+            self._start_failed(task_id, attempt, str(exc))
             return
-        self.db.update(task_id, lambda t: _running(t, status))
+        updated = self.db.update(task_id, lambda t: _running(t, status, attempt))
+        if updated is None or updated.container_id != status.container_id:
+            self._remove_quietly(status.container_id)  # the task moved on (stopped or replaced) meanwhile
+            return
         self.on_container("started")
         log.info("task %s running in container %s", task_id, status.container_id[:12])
         if not status.running:
             self._record_exit(task_id, status)
         elif task_id in self._stopping:  # a stop arrived while it was starting
             self._stop(task_id)
+
+    def _start_failed(self, task_id: str, attempt: int, error: str) -> None:
+        with self._guard:
+            self._stopping.pop(task_id, None)
+
+        def fail(task: Task) -> bool:
+            if task.attempt != attempt or task.state is not State.SCHEDULED:
+                return False
+            lifecycle.fail(task, error)
+            return True
+        self.db.update(task_id, fail)
+        self.on_container("start_failed")
 
     def _stop(self, task_id: str) -> None:
         task = self.db.get(task_id)
@@ -297,10 +268,13 @@ class Worker:
                 self._remove_quietly(task.container_id)
             return
         if task.state is State.SCHEDULED:
-            # Not started yet (or waiting out a restart backoff): start it now, and _start
-            # stops it at once, so the task goes scheduled -> running -> completed as the
-            # transition table requires.
-            self._enqueue(TaskEvent(task=task))
+            # Not started yet (or waiting out a restart backoff): it never starts.
+            with self._guard:
+                why = self._stopping.pop(task_id, None)
+            self.db.update(task_id, lambda t: t.state is State.SCHEDULED and _cancel(t, why))
+            if task.container_id:
+                self._remove_quietly(task.container_id)
+            log.info("task %s stopped before it started", task_id)
             return
         try:
             status = self.runtime.stop(task.container_id, self.policy.stop_timeout)
@@ -311,7 +285,8 @@ class Worker:
         self._record_exit(task_id, status)
         log.info("task %s stopped", task_id)
 
-    def _restart_unhealthy(self, task_id: str, problem: str) -> None:
+    def restart_unhealthy(self, task_id: str, problem: str) -> None:
+        """Stop a running task's container as failed (`problem`), so its policy restarts it."""
         try:
             with self._lock_for(task_id):
                 task = self.db.get(task_id)
@@ -340,11 +315,16 @@ class Worker:
     def _record_exit(self, task_id: str, status: ContainerStatus | None, failure: str | None = None) -> None:
         """Record a container's end: completed, failed, or scheduled again under the restart policy."""
         with self._guard:
-            stop_requested = task_id in self._stopping
-            self._stopping.discard(task_id)
-        delay = backoff_delay(self._restart_count(task_id), self.policy.restart_backoff,
+            stopping = task_id in self._stopping
+            why = self._stopping.pop(task_id, None)
+        task = self.db.get(task_id)
+        delay = backoff_delay(task.restart_count if task else 0, self.policy.restart_backoff,
                               self.policy.restart_backoff_cap, random.random())
-        updated = self.db.update(task_id, lambda t: _exited(t, status, stop_requested, failure, delay))
+        end = _exit_of(status)
+        if stopping and why:  # the worker stops it itself: failed, no restart
+            updated = self.db.update(task_id, lambda t: _stopped_by_worker(t, end, why))
+        else:
+            updated = self.db.update(task_id, lambda t: lifecycle.on_exit(t, end, stopping, failure, delay))
         if updated is None:
             return
         if updated.state is State.SCHEDULED:
@@ -355,10 +335,6 @@ class Worker:
         elif updated.state.is_terminal:
             log.info("task %s %s (exit code %s)", task_id, updated.state.value, updated.exit_code)
             self.on_container(updated.state.value)
-
-    def _restart_count(self, task_id: str) -> int:
-        task = self.db.get(task_id)
-        return task.restart_count if task else 0
 
     def _remove_quietly(self, container_id: str) -> None:
         try:
@@ -409,37 +385,17 @@ class Worker:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _incarnation(status: ContainerStatus) -> int:
-    try:
-        return int(status.labels.get("orca.restart_count", "0"))
-    except ValueError:
-        return 0
+def _exit_of(status: ContainerStatus | None) -> lifecycle.Exit:
+    if status is None:
+        return lifecycle.Exit(gone=True)
+    return lifecycle.Exit(exit_code=status.exit_code, oom_killed=status.oom_killed, error=status.error,
+                          finished_at=status.finished_at)
 
 
-def _health_url(task: Task) -> str | None:
-    if not task.health_check:
-        return None
-    port = next((p for key, p in task.host_ports.items() if key.endswith("/tcp")), None)
-    return f"http://127.0.0.1:{port}{task.health_check}" if port else None
-
-
-def _age(timestamp: str | None, now: float) -> float:
-    if not timestamp:
-        return 0.0
-    try:
-        return now - datetime.fromisoformat(timestamp.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
-    except ValueError:
-        return 0.0
-
-
-def _finish(task: Task, state: State, error: str | None) -> None:
-    check_transition(task.id, task.state, state)
-    task.state, task.error, task.finished_at = state, error, utc_now()
-
-
-def _running(task: Task, status: ContainerStatus) -> bool:
-    if task.state is not State.SCHEDULED:
+def _running(task: Task, status: ContainerStatus, attempt: int) -> bool:
+    if task.state is not State.SCHEDULED or task.attempt != attempt:
         return False
+    lifecycle.check_transition(task.id, task.state, State.RUNNING)
     task.state = State.RUNNING
     task.container_id = status.container_id
     task.started_at = status.started_at or utc_now()
@@ -448,31 +404,17 @@ def _running(task: Task, status: ContainerStatus) -> bool:
     return True
 
 
-def _exited(task: Task, status: ContainerStatus | None, stop_requested: bool, failure: str | None,
-            delay: float) -> bool:
-    """Apply a container's end to the task (under the DB lock); False if it was not running."""
+def _cancel(task: Task, why: str | None) -> None:
+    if why:
+        lifecycle.fail(task, why)
+    else:
+        lifecycle.cancel(task)
+
+
+def _stopped_by_worker(task: Task, end: lifecycle.Exit, why: str) -> bool:
+    """The worker stopped the task itself (cut off from the manager): failed, no restart."""
     if task.state is not State.RUNNING:
         return False
-    exit_code = status.exit_code if status else None
-    outcome, error = exit_outcome(exit_code, bool(status and status.oom_killed), stop_requested)
-    if status is None and not stop_requested:
-        outcome, error = State.FAILED, "container disappeared"
-    if failure and not stop_requested:
-        outcome, error = State.FAILED, failure
-    if status and status.error and outcome is State.FAILED:
-        error = f"{error}: {status.error}"
-    task.exit_code = exit_code
-    task.finished_at = (status.finished_at if status else None) or utc_now()
-    if not stop_requested and should_restart(task.restart_policy, outcome, task.restart_count, task.max_restarts):
-        if outcome is State.FAILED:
-            check_transition(task.id, task.state, State.FAILED)
-            task.state = State.FAILED
-        check_transition(task.id, task.state, State.SCHEDULED)
-        task.restart_count += 1
-        what = error or f"exited with code {exit_code}"
-        task.state, task.error = State.SCHEDULED, f"{what}; restart {task.restart_count} of {task.max_restarts} in {delay:.1f}s"
-        return True
-    if outcome is State.FAILED and task.restart_policy != "no" and task.restart_count >= task.max_restarts > 0:
-        error = f"{error}; gave up after {task.restart_count} restarts"
-    task.state, task.error = outcome, error
+    task.exit_code = end.exit_code
+    lifecycle.fail(task, why)
     return True

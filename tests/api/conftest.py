@@ -19,6 +19,7 @@ from scheduler import RoundRobin
 from task import NotFound, Task, TaskEvent
 from worker.api import create_app as create_worker_app
 from worker.runtime import ContainerStatus, RuntimeFailure
+from worker.upkeep import Upkeep
 from worker.worker import Policy, Worker
 
 WORKER_NAME = "w-test"
@@ -143,24 +144,33 @@ class FakeWorkerClient:
 
     def report(self, address: str, task_id: str, **fields: Any) -> None:
         """Change (or create) the worker's copy of a task."""
-        copy_ = self._tasks.setdefault(address, {}).setdefault(task_id, {"id": task_id, "node": address})
+        copy_ = self._tasks.setdefault(address, {}).setdefault(task_id, {"id": task_id, "node": address,
+                                                                          "attempt": 1})
         copy_.update(fields)
-        self._versions[address] = self._versions.get(address, 0) + 1
+        self._versions[address] = self._versions.get(address, 1000) + 1
+        copy_["version"] = self._versions[address]
         self._changed.setdefault(address, {})[task_id] = self._versions[address]
 
     def send_event(self, address: str, event: TaskEvent) -> dict[str, Any]:
         self._check("send_event", address)
         sent = event.to_dict()
         self.sent.append((address, sent))
-        if sent["task"]["id"] not in self._tasks.get(address, {}):
+        held = self._tasks.get(address, {}).get(sent["task"]["id"])
+        if held is None or held["attempt"] < sent["attempt"]:  # a new attempt; a repeat changes nothing
             self.report(address, sent["task"]["id"], **{**Task.from_dict(sent["task"]).to_dict(),
-                                                      "state": "scheduled", "node": address})
+                                                      "state": "scheduled", "node": address,
+                                                      "attempt": sent["attempt"],
+                                                      "restart_count": sent["restart_count"]})
         return dict(self._tasks[address][sent["task"]["id"]])
 
-    def stop_task(self, address: str, task_id: str) -> dict[str, Any]:
+    def stop_task(self, address: str, task_id: str, attempt: int | None = None) -> dict[str, Any]:
         self._check("stop_task", address)
         if task_id not in self._tasks.get(address, {}):
-            raise NotFound(f"task {task_id} not found on worker {address}")
+            if attempt is None:
+                raise NotFound(f"task {task_id} not found on worker {address}")
+            self.report(address, task_id, state="completed", attempt=attempt)  # as a worker's tombstone
+            self.stops.append((address, task_id))
+            return dict(self._tasks[address][task_id])
         self.stops.append((address, task_id))
         self.report(address, task_id, state="completed", exit_code=137, finished_at=FakeRuntime.FINISHED_AT)
         return dict(self._tasks[address][task_id])
@@ -197,6 +207,7 @@ def runtime():
 @pytest.fixture
 def worker(runtime):
     worker = Worker(WORKER_NAME, runtime, Policy(stop_timeout=STOP_TIMEOUT), threads=4)
+    Upkeep(worker).adopt()  # nothing to adopt: the worker is ready
     yield worker
     worker.close()
 
@@ -216,9 +227,27 @@ def fake_workers():
     return FakeWorkerClient()
 
 
+class FakeClock:
+    """A monotonic clock that moves only when told (retry backoffs, liveness periods)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
-def manager(fake_workers):
-    return Manager(list(WORKERS), fake_workers, RoundRobin())
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def manager(fake_workers, clock):
+    return Manager(list(WORKERS), fake_workers, RoundRobin(), clock=clock)
 
 
 @pytest.fixture

@@ -334,7 +334,7 @@ REFUSALS = [
     ({"task": {"image": "busybox", "devices": ["/dev/kmsg"]}}, 400, "task.devices is not allowed"),
     ({"task": {"image": "busybox", "security_opt": ["apparmor=unconfined"]}}, 400, "task.security_opt is not"),
     ({"task": {"image": "nginx"}}, 403, "image 'nginx' is not allowed"),
-    ({"task": {"image": "docker.io/library/busybox"}}, 403, "is not allowed"),
+    ({"task": {"image": "busybox.attacker.example/miner"}}, 403, "is not allowed"),
 ]
 
 

@@ -195,30 +195,41 @@ def test_dispatch_alternates_round_robin(manager_client, manager, fake_workers):
     assert {event["state"] for _, event in fake_workers.sent} == {"running"}
 
 
-def test_unavailable_worker_is_skipped(manager_client, manager, fake_workers):
+def test_a_failed_send_is_retried_on_the_same_worker_never_elsewhere(manager_client, manager, fake_workers, clock):
+    """A send that fails may still have arrived: sending the attempt to another worker could
+    run it twice. It stays with its worker and is sent again after a backoff."""
     ids = post_many(manager_client, 2)
     manager.sync_nodes()
-    fake_workers.fail("send_event", W1, WorkerUnavailable("connection refused"))
-    assert manager.dispatch_pending() == 2
-    assert [address for address, _ in fake_workers.sent] == [W2, W2]
-    assert [get(manager_client, i)["node"] for i in ids] == [W2, W2]
-    assert {get(manager_client, i)["state"] for i in ids} == {"scheduled"}
+    fake_workers.fail("send_event", W1, WorkerUnavailable("read timeout"))
+    assert manager.dispatch_pending() == 1
+    assert [address for address, _ in fake_workers.sent] == [W2]
+    assert [get(manager_client, i)["node"] for i in ids] == [W1, W2]
+    assert [get(manager_client, i)["attempt"] for i in ids] == [1, 1]
+    assert manager.nodes()[0].state == "up"  # a failed send is not a missed liveness check
+    fake_workers.heal()
+    assert manager.dispatch_pending() == 0  # backing off
+    clock.advance(1.0)
+    assert manager.dispatch_pending() == 1
+    assert [address for address, _ in fake_workers.sent] == [W2, W1]
+    assert [event["attempt"] for _, event in fake_workers.sent] == [1, 1]
 
 
-def test_all_workers_unavailable_keeps_events_until_later(manager_client, manager, fake_workers):
+def test_all_workers_unavailable_keeps_the_attempts_until_later(manager_client, manager, fake_workers, clock):
     ids = post_many(manager_client, 3)
     manager.sync_nodes()
     fake_workers.fail("send_event", "*", WorkerUnavailable("connection refused"))
     assert manager.dispatch_pending() == 0
     assert manager.pending_count() == 3
-    assert [get(manager_client, i)["state"] for i in ids] == ["pending"] * 3
+    assert [get(manager_client, i)["state"] for i in ids] == ["scheduled"] * 3  # placed, recorded, not sent
+    assert [get(manager_client, i)["node"] for i in ids] == [W1, W2, W1]
     assert fake_workers.sent == []
 
     fake_workers.heal()
     manager.sync_nodes()
+    clock.advance(1.0)
     assert manager.dispatch_pending() == 3
     assert manager.pending_count() == 0
-    assert [event["task"]["id"] for _, event in fake_workers.sent] == ids  # order kept
+    assert sorted(event["task"]["id"] for _, event in fake_workers.sent) == sorted(ids)
     assert [get(manager_client, i)["state"] for i in ids] == ["scheduled"] * 3
 
 
@@ -292,14 +303,16 @@ def test_delete_of_a_placed_task_stops_it_on_its_worker(manager_client, manager,
     assert get(manager_client, ids[0])["state"] == "scheduled"
 
 
-def test_stop_waits_while_its_worker_is_unavailable(manager_client, manager, fake_workers):
+def test_stop_waits_while_its_worker_is_unavailable(manager_client, manager, fake_workers, clock):
     task_id = post(manager_client).get_json()["id"]
     placed(manager, fake_workers)
     manager_client.delete(f"/tasks/{task_id}")
     fake_workers.fail("stop_task", W1, WorkerUnavailable("timeout"))
     assert manager.dispatch_pending() == 0
     assert manager.pending_count() == 1
+    assert get(manager_client, task_id)["desired_state"] == "stopped"
     fake_workers.heal()
+    clock.advance(1.0)
     assert manager.dispatch_pending() == 1
     assert get(manager_client, task_id)["state"] == "completed"
 
@@ -318,6 +331,7 @@ def test_delete_while_the_event_is_in_flight_stops_the_task(manager_client, mana
 
     fake_workers.send_event = send_then_delete
     manager.dispatch_pending()
+    manager.dispatch_pending()  # the stop is reconciled on the next pass
     assert fake_workers.stops == [(W1, task_id)]
     task = get(manager_client, task_id)
     assert (task["state"], task["node"]) == ("completed", W1)

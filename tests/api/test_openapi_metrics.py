@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from common.http import require_token
 from common.metrics import WorkerMetrics
 from manager.api import create_app as create_manager_app
-from task import WorkerUnavailable
+from task import WorkerUnreachable
 from worker.api import create_app as create_worker_app
 from worker.worker import Policy, Worker
 
@@ -249,7 +249,7 @@ def test_manager_metrics_follow_tasks_queue_dispatch_and_workers(manager, fake_w
     assert value(client, "orca_dispatch_seconds_count") == 2
     assert value(client, "orca_dispatch_seconds_bucket", le="+Inf") == 2
 
-    fake_workers.fail("stats", W2, WorkerUnavailable("gone"))
+    fake_workers.fail("stats", W2, WorkerUnreachable("gone"))
     for _ in range(3):
         manager.sync_nodes()
     assert value(client, "orca_worker_up", worker=W2) == 0

@@ -113,12 +113,39 @@ def test_delete_of_finished_task_only_removes_its_container(worker_client, worke
     assert worker.db.get(TASK_ID).state.value == "completed"
 
 
-def test_run_after_finish_is_a_conflict(worker_client, worker, wait):
+def test_a_finished_attempt_is_never_started_again_but_a_newer_attempt_is(worker_client, worker, runtime, wait):
     post(worker_client)
     run_until(worker, worker_client, "running", wait)
     worker_client.delete(f"/tasks/{TASK_ID}")
     run_until(worker, worker_client, "completed", wait)
-    assert_json_error(post(worker_client), 409, TASK_ID)
+    repeat = post(worker_client)  # the same attempt again (a late or duplicated message)
+    assert repeat.status_code == 200 and repeat.get_json()["state"] == "completed"
+    worker.run_pending()
+    assert runtime.start_calls == [TASK_ID]
+    newer = worker_client.post("/tasks", json={"task": {"id": TASK_ID, "image": "busybox"}, "attempt": 2})
+    assert newer.status_code == 201 and newer.get_json()["attempt"] == 2
+    run_until(worker, worker_client, "running", wait)
+    assert runtime.start_calls == [TASK_ID, TASK_ID]
+
+
+def test_events_for_an_older_attempt_are_ignored(worker_client, worker, runtime, wait):
+    worker_client.post("/tasks", json={"task": {"id": TASK_ID, "image": "busybox"}, "attempt": 3})
+    run_until(worker, worker_client, "running", wait)
+    old_run = worker_client.post("/tasks", json={"task": {"id": TASK_ID, "image": "busybox"}, "attempt": 2})
+    assert old_run.status_code == 200 and old_run.get_json()["attempt"] == 3
+    old_stop = worker_client.delete(f"/tasks/{TASK_ID}?attempt=2")
+    assert old_stop.status_code == 202 and old_stop.get_json()["state"] == "running"
+    worker.run_pending()
+    assert runtime.start_calls == [TASK_ID] and runtime.stop_calls == []
+
+
+def test_a_stop_for_an_attempt_it_never_got_keeps_that_attempt_from_starting(worker_client, worker, runtime):
+    stop = worker_client.delete(f"/tasks/{TASK_ID}?attempt=1")
+    assert stop.status_code == 202 and stop.get_json()["state"] == "completed"
+    late_run = worker_client.post("/tasks", json={"task": {"id": TASK_ID, "image": "busybox"}, "attempt": 1})
+    assert late_run.status_code == 200 and late_run.get_json()["state"] == "completed"
+    worker.run_pending()
+    assert runtime.start_calls == []
 
 
 def test_start_failure_fails_the_task_with_the_error(worker_client, worker, runtime, wait):
@@ -219,7 +246,8 @@ def test_non_json_body_is_415(worker_client):
 def test_list_since_returns_only_changed_tasks_and_the_version(worker_client, worker, wait):
     full = worker_client.get("/tasks")
     assert full.get_json() == []
-    assert full.headers["X-Orca-Version"] == "0"
+    start = int(full.headers["X-Orca-Version"])
+    assert start > 1_700_000_000 * 10**6  # versions start at the worker's start time in microseconds
 
     post(worker_client)
     base = int(worker_client.get("/tasks").headers["X-Orca-Version"])

@@ -1,4 +1,4 @@
-"""Bugs the simulation found, as failing regressions (strict xfail: they pass once fixed)."""
+"""Bugs the simulation found, as regressions: BUG-1 and BUG-2 failed before their fixes."""
 from __future__ import annotations
 
 import pytest
@@ -18,8 +18,6 @@ def _moved_back_to_w0(world, task_id):
     world.sync_nodes()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-1 (seeds 567, 760, 787 at 300 steps): after a worker restart, an attempt it never started "
-                   "is not sent again when the worker still reports an older attempt of the task")
 def test_bug1_attempt_lost_in_a_worker_crash_is_sent_again():
     world = cluster(n_workers=2)
     task_id = start_task(world)  # attempt 1 on w0
@@ -36,8 +34,6 @@ def test_bug1_attempt_lost_in_a_worker_crash_is_sent_again():
     assert running(world, task_id) == [("w0", 2)]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-2 (seeds 576, 703, 1256, 1353 at 300 steps): a stop for an attempt the worker never received, "
-                   "while it holds an older attempt, is re-sent forever: the task never ends")
 def test_bug2_stop_of_an_attempt_the_worker_never_got_ends_the_task():
     world = cluster(n_workers=2)
     task_id = start_task(world)  # attempt 1 on w0

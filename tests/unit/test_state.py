@@ -11,8 +11,8 @@ import pytest
 from task import InvalidTransition, State, TRANSITIONS, can_transition, check_transition, exit_outcome
 
 ALLOWED = {
-    ("pending", "scheduled"),
-    ("scheduled", "scheduled"), ("scheduled", "running"), ("scheduled", "failed"),
+    ("pending", "scheduled"), ("pending", "completed"),
+    ("scheduled", "scheduled"), ("scheduled", "running"), ("scheduled", "failed"), ("scheduled", "completed"),
     ("running", "running"), ("running", "completed"), ("running", "failed"), ("running", "scheduled"),
     ("failed", "scheduled"),
 }

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from task.wire import parse_order
 from task import SPEC_FIELDS, State, Task, TaskEvent, ValidationError, parse_event, parse_size
 
 TASK_ID = "0b9c8f4e-6a55-4d0e-9d3c-2f7b1d2a9e11"
@@ -226,8 +227,10 @@ def test_from_dict_ignores_unknown_keys():
 def test_event_to_dict_sends_only_spec_fields():
     task = Task(id=TASK_ID, image="busybox", state=State.RUNNING, node="w1", container_id="abc",
                 error="boom", exit_code=1)
+    task.attempt, task.restart_count = 2, 1
     sent = TaskEvent(task=task, state=State.RUNNING, id=EVENT_ID).to_dict()
-    assert set(sent) == {"id", "state", "task"}
+    assert set(sent) == {"id", "state", "task", "attempt", "restart_count"}
+    assert (sent["attempt"], sent["restart_count"]) == (2, 1)  # the internal contract, outside the spec
     assert (sent["id"], sent["state"]) == (EVENT_ID, "running")
     assert tuple(sent["task"]) == SPEC_FIELDS
     assert sent["task"]["id"] == TASK_ID
@@ -239,6 +242,8 @@ def test_event_round_trip_through_parse_event():
     """What the manager sends a worker is accepted by the worker's parser unchanged."""
     original = parse_event(event(id=TASK_ID, name="web", memory="64m", ports={"8080": None},
                                  command=["sleep", "1"], env={"A": "b"}, cpu=0.25))
-    again = parse_event(json.loads(json.dumps(original.to_dict())))
+    original.task.attempt, original.task.restart_count = 3, 2
+    again = parse_order(json.loads(json.dumps(original.to_dict())))
     assert again.id == original.id
     assert again.task.spec_dict() == original.task.spec_dict()
+    assert (again.task.attempt, again.task.restart_count) == (original.task.attempt, original.task.restart_count)

@@ -1,0 +1,196 @@
+"""The manager's reconciler of desired state: place tasks, deliver attempts, deliver stops.
+
+Level-triggered: what is left to do is derived from each task's desired and observed state
+(task.lifecycle.next_action), kept in work sets that every change feeds and a periodic scan
+rebuilds. A send that fails is retried against the same worker with the same attempt, never
+counted against the worker's liveness and never sent elsewhere: only a lost worker's tasks
+move (manager.liveness).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from scheduler import place
+from task import Conflict, NotFound, Task, TaskEvent, ValidationError, WorkerRejected, WorkerUnavailable
+from task import lifecycle
+from task.lifecycle import Action
+from task.wire import parse_report
+
+if TYPE_CHECKING:
+    from manager.manager import Manager
+
+log = logging.getLogger(__name__)
+
+RETRY_FIRST = 0.5  # seconds before a failed send is tried again, doubling
+RETRY_CAP = 8.0
+RESCAN_EVERY = 10.0  # seconds between full scans of the tasks (the safety net)
+
+
+class Dispatch:
+    """Mixin of Manager: dispatch_pending() and what it needs."""
+
+    def __init__(self: "Manager") -> None:
+        self._work: OrderedDict[str, None] = OrderedDict()  # tasks to place or settle, oldest first
+        self._unsent: set[str] = set()  # placed attempts not known to have reached their worker
+        self._stopping: set[str] = set()  # stopped by the user, not yet reported ended
+        self._retry_at: dict[str, tuple[float, float]] = {}  # task -> (next try, current delay)
+        self._next_scan = 0.0
+
+    def _schedule_work(self: "Manager", task: Task) -> None:
+        """Put a task in the work set its state calls for (caller holds the lock)."""
+        if task.id in self._uncommitted:
+            return
+        action = lifecycle.next_action(task, task.id in self._unsent)
+        if action in (Action.PLACE, Action.CANCEL):
+            self._work[task.id] = None
+        elif action is Action.SEND_STOP:
+            self._stopping.add(task.id)
+        if task.state.is_terminal:
+            self._work.pop(task.id, None)
+            self._stopping.discard(task.id)
+            self._unsent.discard(task.id)
+            self._retry_at.pop(task.id, None)
+
+    def pending_count(self: "Manager") -> int:
+        """Tasks waiting for placement, delivery or a stop."""
+        with self._lock:
+            return len(self._work) + len(self._unsent) + len(self._stopping)
+
+    def dispatch_pending(self: "Manager") -> int:
+        """One reconcile pass over the work sets (and, every RESCAN_EVERY s, over every task).
+        Each task is handled in its own try. Returns the number of sends that got an answer."""
+        now = self._clock()
+        with self._lock:
+            if now >= self._next_scan:
+                self._next_scan = now + RESCAN_EVERY
+                for task in self._tasks.values():
+                    self._schedule_work(task)
+            ids = list(self._work) + sorted(self._unsent) + sorted(self._stopping)
+            self._work.clear()
+        delivered, unreachable, no_room = 0, set(), False
+        for task_id in dict.fromkeys(ids):
+            try:
+                outcome = self._reconcile(task_id, now, unreachable, no_room)
+            except Exception:
+                log.exception("task %s: reconcile failed; it will be tried again", task_id)
+                outcome = "retry"
+            if outcome == "delivered":
+                delivered += 1
+            elif outcome in ("no_room", "retry"):
+                no_room = no_room or outcome == "no_room"
+                with self._lock:
+                    if lifecycle.next_action(self._tasks[task_id], False) in (Action.PLACE, Action.CANCEL):
+                        self._work[task_id] = None
+        self.send_kills()
+        return delivered
+
+    def _reconcile(self: "Manager", task_id: str, now: float, unreachable: set[str], no_room: bool) -> str:
+        """Take the next step for one task; return what happened."""
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None or task_id in self._uncommitted:
+                return "skip"
+            action = lifecycle.next_action(task, task_id in self._unsent)
+            node = self._by_name.get(task.node or "")
+            due = self._retry_at.get(task_id, (0.0, 0.0))[0] <= now
+        if action is Action.PLACE:
+            return "no_room" if no_room else self._place(task)
+        if action is Action.CANCEL:
+            self._commit(task, lifecycle.cancel)
+            self._settled(task)
+            return "done"
+        if action in (Action.SEND_RUN, Action.SEND_STOP) and node is not None:
+            if not due or node.name in unreachable or node.lost:
+                return "later"
+            ok = self._send(task_id, node, action)
+            if not ok:
+                unreachable.add(node.name)
+            return "delivered" if ok else "later"
+        return "skip"
+
+    def _place(self: "Manager", task: Task) -> str:
+        """Choose a node, record the new attempt durably, then send it."""
+        with self._lock:
+            node = place(self._scheduler, task, self._nodes)
+        if node is None:
+            return "no_room"
+        self._commit(task, lambda t: lifecycle.place(t, node.name))
+        with self._lock:
+            self._unsent.add(task.id)
+        log.info("task %s attempt %d placed on %s", task.id, task.attempt, node.name)
+        return "delivered" if self._send(task.id, node, Action.SEND_RUN) else "later"
+
+    def _send(self: "Manager", task_id: str, node, action: Action) -> bool:
+        """Send the current attempt (or its stop) to `node`; True when the worker answered."""
+        with self._lock:
+            task = self._tasks[task_id]
+            attempt, event = task.attempt, TaskEvent(task=copy.copy(task))
+        try:
+            if action is Action.SEND_RUN:
+                answer = self._client.send_event(node.address, event)
+            else:
+                answer = self._client.stop_task(node.address, task_id, attempt)
+        except WorkerUnavailable as exc:
+            self._backoff(task_id)
+            log.info("task %s: %s to %s waits: %s", task_id, action.value, node.name, exc)
+            return False
+        except NotFound as exc:
+            answer = None if action is Action.SEND_STOP else self._refused(task_id, attempt, node, exc)
+        except (WorkerRejected, Conflict) as exc:
+            answer = self._refused(task_id, attempt, node, exc)
+        with self._lock:
+            self._retry_at.pop(task_id, None)
+            if action is Action.SEND_RUN:
+                self._unsent.discard(task_id)
+        if answer is None and action is Action.SEND_STOP:
+            self._nothing_there(task_id, attempt, node.name)
+        elif answer is not None:
+            self._take_answer(node, answer, placed=action is Action.SEND_RUN)
+        return True
+
+    def _refused(self: "Manager", task_id: str, attempt: int, node, exc: Exception) -> None:
+        """The worker refused the attempt (4xx): it fails, naming the worker's reason."""
+        with self._lock:
+            task = self._tasks[task_id]
+            current = task.attempt == attempt and not task.state.is_terminal
+        if current:
+            self._commit(task, lambda t: lifecycle.fail(t, f"worker {node.name} rejected the task: {exc}"))
+            self._settled(task)
+            log.warning("task %s failed: worker %s rejected it: %s", task_id, node.name, exc)
+        return None
+
+    def _nothing_there(self: "Manager", task_id: str, attempt: int, node_name: str) -> None:
+        """A worker without a record of the attempt we stop: nothing of it runs there."""
+        with self._lock:
+            task = self._tasks[task_id]
+            current = task.attempt == attempt and task.node == node_name and not task.state.is_terminal
+        if current:
+            self._commit(task, lifecycle.cancel)
+            self._settled(task)
+
+    def _take_answer(self: "Manager", node, answer: dict, placed: bool) -> None:
+        try:
+            report = parse_report(answer)
+        except ValidationError as exc:
+            log.warning("worker %s sent a malformed answer: %s", node.name, exc)
+            return
+        self._take_reports(node.name, [report])
+        if placed:
+            with self._lock:
+                task = self._tasks.get(report.task_id)
+            if task is not None and task.attempt == report.attempt:
+                self.on_placed(task)
+
+    def _backoff(self: "Manager", task_id: str) -> None:
+        with self._lock:
+            _, delay = self._retry_at.get(task_id, (0.0, RETRY_FIRST / 2))
+            delay = min(RETRY_CAP, delay * 2)
+            self._retry_at[task_id] = (self._clock() + delay, delay)
+
+    def _settled(self: "Manager", task: Task) -> None:
+        with self._lock:
+            self._schedule_work(task)
+

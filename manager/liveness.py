@@ -1,0 +1,131 @@
+"""The manager's view of which workers are alive, judged only from their liveness checks.
+
+A worker is lost only when `down_after` liveness checks in a row (GET /stats) get no answer
+at all. A failed send, a 5xx or a 503 are answers: they never count. When a worker is lost,
+its read position is fenced off (a read begun before cannot be written back) and its tasks
+are settled by task.lifecycle.on_node_lost: moved as new attempts, failed, completed (the user
+had stopped them), or kept until their stop_after_disconnect has passed.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from typing import TYPE_CHECKING, Any
+
+from node import UP, Node
+from task import NotFound, WorkerRejected, WorkerUnavailable, WorkerUnreachable, utc_now
+from task import lifecycle
+from task.lifecycle import LostOutcome
+
+if TYPE_CHECKING:
+    from manager.manager import Manager
+
+log = logging.getLogger(__name__)
+
+
+class Liveness:
+    """Mixin of Manager: sync_nodes() and the settling of lost workers' tasks."""
+
+    def __init__(self: "Manager") -> None:
+        self._deferred: dict[str, set[str]] = {}  # lost node -> tasks waiting for stop_after_disconnect
+
+    def sync_nodes(self: "Manager") -> None:
+        """Check each worker's liveness (GET /stats) and engine (GET /health). A node whose
+        engine is unreachable stays up but gets no new tasks. Then settle the tasks of lost
+        nodes whose stop_after_disconnect has passed."""
+        for node in self._nodes:
+            try:
+                self._check_node(node)
+            except Exception:
+                log.exception("worker %s: liveness check failed", node.name)
+        self._settle_deferred()
+
+    def _check_node(self: "Manager", node: Node) -> None:
+        try:
+            stats = self._client.stats(node.address)
+        except WorkerUnreachable as exc:
+            self._missed(node, exc)
+            return
+        except (WorkerUnavailable, WorkerRejected, NotFound) as exc:  # an answer all the same
+            self._answered(node, None, {"reachable": None, "error": f"stats unavailable: {exc}"})
+            return
+        self._answered(node, stats, self._engine_of(node))
+
+    def _answered(self: "Manager", node: Node, stats: dict[str, Any] | None, engine: dict[str, Any]) -> None:
+        with self._lock:
+            back = node.record_answer(self._clock())
+            came_up, could_take = not node.is_up, node.accepts_tasks
+            was_reachable = node.engine.get("reachable")
+            if stats is not None:
+                node.record_stats(stats, utc_now())
+            else:
+                node.state, node.last_seen = UP, utc_now()
+            node.record_engine(engine)
+            ready = node.accepts_tasks and not could_take
+            self._deferred.pop(node.name, None)
+        if came_up:
+            log.info("worker %s is up%s", node.name, " again" if back else "")
+        if engine.get("reachable") is False and was_reachable is not False:
+            log.warning("worker %s gets no new tasks: %s", node.name, engine.get("error"))
+        elif engine.get("reachable") and was_reachable is False:
+            log.info("worker %s: docker engine reachable again", node.name)
+        if ready or came_up:
+            self.on_work()
+
+    def _engine_of(self: "Manager", node: Node) -> dict[str, Any]:
+        """The worker's Docker engine state from its /health ({"reachable": None} if unknown)."""
+        try:
+            return self._client.health(node.address)["docker"]
+        except (WorkerUnavailable, WorkerRejected, NotFound) as exc:
+            return {"reachable": None, "error": f"engine state unknown: {exc}"}
+
+    def _missed(self: "Manager", node: Node, exc: Exception) -> None:
+        with self._lock:
+            lost = node.record_miss(self._down_after)
+        if lost:
+            log.warning("worker %s is lost: %s", node.name, exc)
+            self._node_lost(node)
+
+    def _node_lost(self: "Manager", node: Node) -> None:
+        """Settle the lost worker's tasks; forget what was read from it."""
+        with self._lock:
+            self._forget_node(node.name)
+            ids = {t.id for t in self._tasks.values() if t.node == node.name and not t.state.is_terminal}
+            self._deferred[node.name] = ids
+        self._settle(node)
+
+    def _settle_deferred(self: "Manager") -> None:
+        with self._lock:
+            nodes = [self._by_name[name] for name, ids in self._deferred.items() if ids]
+        for node in nodes:
+            self._settle(node)
+
+    def _settle(self: "Manager", node: Node) -> None:
+        """Apply on_node_lost to the node's tasks still waiting (each change durable)."""
+        with self._lock:
+            ids = sorted(self._deferred.get(node.name, ()))
+            cut_off_for = self._clock() - node.last_answer
+        counts = {outcome: 0 for outcome in LostOutcome}
+        for task_id in ids:
+            with self._lock:
+                task = self._tasks[task_id]
+                if not node.lost or task.node != node.name or task.state.is_terminal:
+                    self._deferred.get(node.name, set()).discard(task_id)
+                    continue
+                probe = copy.copy(task)
+                outcome = lifecycle.on_node_lost(probe, node.name, cut_off_for, self._disconnect_margin)
+            counts[outcome] += 1
+            if outcome is LostOutcome.WAIT:
+                continue
+            self._commit(task, lambda t, src=probe: t.__dict__.update(src.__dict__))
+            with self._lock:
+                self._deferred.get(node.name, set()).discard(task_id)
+                self._unsent.discard(task_id)
+                self._retry_at.pop(task_id, None)
+                self._schedule_work(task)
+        if any(counts[o] for o in (LostOutcome.MOVE, LostOutcome.FAIL, LostOutcome.COMPLETE)):
+            log.warning("worker %s lost: %d task(s) moved, %d failed, %d completed, %d waiting", node.name,
+                        counts[LostOutcome.MOVE], counts[LostOutcome.FAIL], counts[LostOutcome.COMPLETE],
+                        counts[LostOutcome.WAIT])
+            self.on_work()
+

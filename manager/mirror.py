@@ -1,0 +1,189 @@
+"""The manager's mirror of what workers report, and the removal of copies that should not
+exist.
+
+Reports are applied by the rule of task.lifecycle.judge: only the current attempt on the
+current node, only if newer than the last one applied, never to a finished task. A copy of
+an older attempt, on another node, or still running after its task ended, gets a kill order:
+a stop for exactly that attempt, sent until the worker reports the copy ended.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from node import Node
+from task import InvalidTransition, NotFound, ValidationError, WorkerRejected, WorkerUnavailable
+from task import lifecycle
+from task.lifecycle import Report, Verdict
+from task.wire import parse_report
+
+if TYPE_CHECKING:
+    from manager.manager import Manager
+
+log = logging.getLogger(__name__)
+
+KILL_RETRY = 2.0  # seconds between stops of the same stale copy
+
+
+class Mirror:
+    """Mixin of Manager: sync_tasks(), watch_tasks() and the kill orders."""
+
+    def __init__(self: "Manager") -> None:
+        self._cursors: dict[str, tuple[str, int]] = {}  # node -> (worker instance, version read)
+        self._sync_locks = {node.name: threading.Lock() for node in self._nodes}
+        self._kills: dict[tuple[str, str, int], float] = {}  # (task, node, attempt) -> next send
+        self._cleaned: set[tuple[str, str, int]] = set()  # finished copies already told to clean up
+
+    def sync_tasks(self: "Manager") -> None:
+        """Pull what changed on each worker that is up and mirror it into the task DB.
+        Workers being followed by watch_tasks() at this moment are skipped."""
+        for node in self.nodes():
+            if node.is_up:
+                self.watch_tasks(node.name, wait=0.0, block=False)
+
+    def watch_tasks(self: "Manager", node_name: str, wait: float, block: bool = True) -> bool:
+        """Mirror one worker's task changes, long-polling up to `wait` seconds for them.
+
+        One sync per worker runs at a time (so changes are applied in order); with
+        block=False a worker already being synced is skipped. Returns False when the worker
+        could not be read (the caller may pause before trying again).
+        """
+        lock = self._sync_locks[node_name]
+        if not lock.acquire(blocking=block):
+            return True
+        try:
+            node = self._by_name[node_name]
+            if not node.is_up:
+                return False
+            self._sync_node_tasks(node, wait)
+            return True
+        except (WorkerUnavailable, WorkerRejected, NotFound) as exc:
+            log.debug("worker %s: task sync skipped: %s", node_name, exc)
+            return False
+        finally:
+            lock.release()
+
+    def _sync_node_tasks(self: "Manager", node: Node, wait: float = 0.0) -> None:
+        with self._lock:
+            instance, since = self._cursors.get(node.name, ("", 0))
+            generation = node.generation
+        seen_instance, version, tasks = self._client.changes(node.address, since, wait if instance else 0.0)
+        full = seen_instance != instance
+        if full and since:  # the worker restarted: read everything again
+            seen_instance, version, tasks = self._client.changes(node.address, 0)
+        reports = _parse_all(node.name, tasks)
+        with self._lock:
+            if node.generation != generation:
+                return  # the node was declared lost meanwhile: this read is void
+            self._take_reports(node.name, reports, full_listing=full)
+            self._cursors[node.name] = (seen_instance, version)
+
+    def _take_reports(self: "Manager", node_name: str, reports: list[Report], full_listing: bool = False) -> None:
+        """Judge and apply a worker's reports; order kills of stale copies. After a full
+        listing, attempts placed there that the worker does not have are sent again."""
+        with self._lock:
+            changed = [task for report in reports if (task := self._take_report(node_name, report))]
+            if full_listing:
+                self._resend_missing(node_name, {r.task_id: r.attempt for r in reports})
+            wait = self._save(changed)
+        wait()
+
+    def _take_report(self: "Manager", node_name: str, report: Report):
+        task = self._tasks.get(report.task_id)
+        if task is None:
+            return None  # not ours (or not any more): the worker's GC handles its container
+        key = (report.task_id, node_name, report.attempt)
+        if node_name == task.node and report.attempt == task.attempt:
+            self._unsent.discard(task.id)  # it arrived
+        verdict = lifecycle.judge(task, node_name, report)
+        if verdict is Verdict.STALE:
+            self._order_kill(key, report)
+            return None
+        if report.state.is_terminal:
+            self._kill_done(key)
+        if verdict is Verdict.IGNORE:
+            return None
+        try:
+            lifecycle.apply_report(task, report)
+        except InvalidTransition as exc:
+            log.warning("task %s: report from %s ignored: %s", task.id, node_name, exc)
+            return None
+        log.info("task %s attempt %d is %s on %s", task.id, task.attempt, task.state.value, node_name)
+        self._schedule_work(task)
+        return task
+
+    def _resend_missing(self: "Manager", node_name: str, held: dict[str, int]) -> None:
+        """Attempts placed on the node that its full listing lacks (the worker holds none, or
+        an older one) are sent again."""
+        missing = [t for t in self._tasks.values() if t.node == node_name and not t.state.is_terminal
+                   and t.desired_state == "running" and held.get(t.id, 0) < t.attempt]
+        for task in missing:
+            self._unsent.add(task.id)
+        if missing:
+            log.warning("worker %s does not have %d task(s) placed there; sending them again",
+                        node_name, len(missing))
+            self.on_work()
+
+    # ----- kill orders
+
+    def _order_kill(self: "Manager", key: tuple[str, str, int], report: Report) -> None:
+        if key in self._kills or (report.state.is_terminal and key in self._cleaned):
+            return
+        log.warning("task %s: stopping the stale copy of attempt %d on %s", key[0], key[2], key[1])
+        self._kills[key] = 0.0
+        self.on_work()
+
+    def _kill_done(self: "Manager", key: tuple[str, str, int]) -> None:
+        if self._kills.pop(key, None) is not None:
+            self._cleaned.add(key)
+
+    def send_kills(self: "Manager") -> None:
+        """Send the due kill orders, each in its own try."""
+        now = self._clock()
+        with self._lock:
+            due = [key for key, at in self._kills.items() if at <= now]
+        for key in due:
+            task_id, node_name, attempt = key
+            node = self._by_name[node_name]
+            if node.lost:
+                continue
+            try:
+                answer: Any = self._client.stop_task(node.address, task_id, attempt)
+            except (NotFound, WorkerRejected):
+                answer = None
+            except WorkerUnavailable as exc:
+                log.info("task %s: stale copy on %s: stop waits: %s", task_id, node_name, exc)
+                with self._lock:
+                    if key in self._kills:
+                        self._kills[key] = now + KILL_RETRY
+                continue
+            self._kill_answered(key, answer, now)
+
+    def _kill_answered(self: "Manager", key: tuple[str, str, int], answer: Any, now: float) -> None:
+        try:
+            report = parse_report(answer) if answer is not None else None
+        except ValidationError:
+            report = None
+        with self._lock:
+            if report is None or report.state.is_terminal or report.attempt != key[2]:
+                self._kill_done(key)
+            elif key in self._kills:
+                self._kills[key] = now + KILL_RETRY
+
+    def _forget_node(self: "Manager", node_name: str) -> None:
+        """A node was declared lost: drop what was read from it (caller holds the lock).
+        When it answers again it is read from the start, and stale copies found again."""
+        self._cursors.pop(node_name, None)
+        for key in [k for k in self._kills if k[1] == node_name]:
+            del self._kills[key]
+
+
+def _parse_all(node_name: str, tasks: list[dict[str, Any]]) -> list[Report]:
+    reports = []
+    for data in tasks:
+        try:
+            reports.append(parse_report(data))
+        except ValidationError as exc:
+            log.warning("worker %s sent a malformed task report: %s", node_name, exc)
+    return reports

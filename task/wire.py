@@ -1,0 +1,78 @@
+"""The internal contract between manager and worker: typed values parsed from the wire
+before they are merged. A user never sends these fields; the manager and workers do."""
+from __future__ import annotations
+
+from typing import Any
+
+from task.errors import ValidationError
+from task.lifecycle import Report
+from task.model import TaskEvent
+from task.state import State
+from task.validation import parse_event
+
+MAX_ATTEMPT = 1 << 40
+ORDER_FIELDS = ("attempt", "restart_count")
+
+
+def parse_order(body: Any) -> TaskEvent:
+    """Parse the manager's POST /tasks to a worker: a task event plus its `attempt` (>= 1;
+    default 1 for a run, none for a stop) and, for a run, the restarts so far (default 0).
+
+    Raises:
+        ValidationError: naming the field.
+    """
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object")
+    extra = {name: body[name] for name in ORDER_FIELDS if name in body}
+    event = parse_event({k: v for k, v in body.items() if k not in ORDER_FIELDS})
+    run = event.state is State.RUNNING
+    default = 1 if run else None  # a stop without an attempt is for whatever the worker holds
+    attempt = extra.get("attempt", default)
+    event.task.attempt = None if attempt is None else _int(attempt, "attempt", 1)  # type: ignore[assignment]
+    event.task.restart_count = _int(extra.get("restart_count", 0), "restart_count", 0)
+    return event
+
+
+def parse_report(data: Any) -> Report:
+    """Parse a worker's copy of a task (an element of its GET /tasks, or a POST answer).
+
+    Raises:
+        ValidationError: the copy is malformed (the manager then ignores it).
+    """
+    if not isinstance(data, dict):
+        raise ValidationError("a task report must be a JSON object")
+    try:
+        state = State(data.get("state"))
+    except ValueError:
+        raise ValidationError(f"task report has an unknown state {str(data.get('state'))[:32]!r}") from None
+    ports = data.get("host_ports") or {}
+    if not isinstance(ports, dict):
+        raise ValidationError("task report host_ports must be an object")
+    return Report(
+        task_id=_text(data.get("id"), "id") or "", attempt=_int(data.get("attempt", 1), "attempt", 0),
+        version=_int(data.get("version", 0), "version", 0), state=state,
+        restart_count=_int(data.get("restart_count", 0), "restart_count", 0),
+        container_id=_text(data.get("container_id"), "container_id"),
+        exit_code=_optional_int(data.get("exit_code"), "exit_code"), error=_text(data.get("error"), "error"),
+        host_ports={str(k): int(v) for k, v in ports.items() if isinstance(v, int) and not isinstance(v, bool)},
+        started_at=_text(data.get("started_at"), "started_at"),
+        finished_at=_text(data.get("finished_at"), "finished_at"),
+    )
+
+
+def _int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_ATTEMPT << 24:
+        raise ValidationError(f"{name} must be an integer of at least {minimum}")
+    return value
+
+
+def _optional_int(value: Any, name: str) -> int | None:
+    return None if value is None else _int(value, name, -(1 << 31))
+
+
+def _text(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"task report {name} must be a string")
+    return value[:4096]
