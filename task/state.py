@@ -86,5 +86,5 @@ def backoff_delay(restart_count: int, base: float, cap: float = 30.0, jitter: fl
     `jitter` is a number in [0, 1) (random in production) that adds up to 50% of the delay,
     so tasks that failed together do not restart in lock step.
     """
-    delay = min(cap, base * (2 ** restart_count))
+    delay = min(cap, base * (2 ** min(restart_count, 32)))  # the exponent is bounded: no huge integers
     return delay * (1.0 + 0.5 * jitter)

@@ -8,9 +8,10 @@ from task.errors import ValidationError
 from task.lifecycle import Report
 from task.model import TaskEvent
 from task.state import State
-from task.validation import parse_event
+from task.validation import MAX_RESTARTS, parse_event
 
 MAX_ATTEMPT = 1 << 40
+MAX_VERSION = 1 << 63
 ORDER_FIELDS = ("attempt", "restart_count")
 
 
@@ -28,8 +29,8 @@ def parse_order(body: Any) -> TaskEvent:
     run = event.state is State.RUNNING
     default = 1 if run else None  # a stop without an attempt is for whatever the worker holds
     attempt = extra.get("attempt", default)
-    event.task.attempt = None if attempt is None else _int(attempt, "attempt", 1)  # type: ignore[assignment]
-    event.task.restart_count = _int(extra.get("restart_count", 0), "restart_count", 0)
+    event.task.attempt = None if attempt is None else _int(attempt, "attempt", 1, MAX_ATTEMPT)  # type: ignore[assignment]
+    event.task.restart_count = _int(extra.get("restart_count", 0), "restart_count", 0, MAX_RESTARTS + 1)
     return event
 
 
@@ -50,7 +51,7 @@ def parse_report(data: Any) -> Report:
         raise ValidationError("task report host_ports must be an object")
     return Report(
         task_id=_text(data.get("id"), "id") or "", attempt=_int(data.get("attempt", 1), "attempt", 0),
-        version=_int(data.get("version", 0), "version", 0), state=state,
+        version=_int(data.get("version", 0), "version", 0, MAX_VERSION), state=state,
         restart_count=_int(data.get("restart_count", 0), "restart_count", 0),
         container_id=_text(data.get("container_id"), "container_id"),
         exit_code=_optional_int(data.get("exit_code"), "exit_code"), error=_text(data.get("error"), "error"),
@@ -60,9 +61,9 @@ def parse_report(data: Any) -> Report:
     )
 
 
-def _int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_ATTEMPT << 24:
-        raise ValidationError(f"{name} must be an integer of at least {minimum}")
+def _int(value: Any, name: str, minimum: int, maximum: int = MAX_VERSION) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ValidationError(f"{name} must be an integer between {minimum} and {maximum}")
     return value
 
 

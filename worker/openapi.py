@@ -8,6 +8,7 @@ from common.openapi import (
     TASK_ID, document, json_response, logs_operation, number_query, operation, query,
 )
 from task.schema import ref, task_schemas
+from task.validation import MAX_RESTARTS
 from task.wire import MAX_ATTEMPT
 
 ATTEMPT = {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPT}
@@ -18,7 +19,7 @@ def _order(name: str) -> dict[str, Any]:
     schema = copy.deepcopy(task_schemas()[name])
     schema["properties"] = {**schema["properties"], "attempt": {**ATTEMPT, "description": "the placement it is "
                             "for; an event for an older attempt than the worker holds is ignored"},
-                            "restart_count": {"type": "integer", "minimum": 0, "maximum": MAX_ATTEMPT}}
+                            "restart_count": {"type": "integer", "minimum": 0, "maximum": MAX_RESTARTS + 1}}
     return schema
 
 

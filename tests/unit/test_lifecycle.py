@@ -132,3 +132,18 @@ def test_no_report_sequence_revives_a_finished_task_or_breaks_the_table(sequence
             assert held.state is terminal_seen
         elif held.state.is_terminal:
             terminal_seen = held.state
+
+
+def test_backoff_is_capped_without_computing_a_huge_power():
+    from task import backoff_delay
+    assert backoff_delay(10**12, base=1.0, cap=30.0) == 30.0  # 2 ** 10**12 would exhaust memory
+
+
+def test_the_worker_refuses_an_absurd_restart_count_or_attempt():
+    from task import ValidationError
+    from task.wire import parse_order
+    body = {"task": {"image": "busybox"}}
+    assert parse_order({**body, "attempt": 7, "restart_count": 1001}).task.restart_count == 1001
+    for bad in ({"restart_count": 1002}, {"attempt": 0}, {"attempt": 1 << 41}, {"attempt": True}):
+        with pytest.raises(ValidationError):
+            parse_order({**body, **bad})
