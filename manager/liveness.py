@@ -1,7 +1,8 @@
 """The manager's view of which workers are alive, judged only from their liveness checks.
 
 A worker is lost only when `down_after` liveness checks in a row (GET /stats) get no answer
-at all. A failed send, a 5xx or a 503 are answers: they never count. When a worker is lost,
+at all (or a 4xx refusal: another cluster's token). A failed send, a 5xx or a 503 are
+answers: they never count. When a worker is lost,
 its read position is fenced off (a read begun before cannot be written back) and its tasks
 are settled by task.lifecycle.on_node_lost: moved as new attempts, failed, completed (the user
 had stopped them), or kept until their stop_after_disconnect has passed.
@@ -43,10 +44,12 @@ class Liveness:
     def _check_node(self: "Manager", node: Node) -> None:
         try:
             stats = self._client.stats(node.address)
-        except WorkerUnreachable as exc:
+        except (WorkerUnreachable, WorkerRejected, NotFound) as exc:
+            # No answer, or one that refuses us (another cluster's token, not a worker): we
+            # cannot command it, so it counts as a miss.
             self._missed(node, exc)
             return
-        except (WorkerUnavailable, WorkerRejected, NotFound) as exc:  # an answer all the same
+        except WorkerUnavailable as exc:  # a 5xx is an answer all the same: busy, not gone
             self._answered(node, None, {"reachable": None, "error": f"stats unavailable: {exc}"})
             return
         self._answered(node, stats, self._engine_of(node))

@@ -363,12 +363,6 @@ def test_worker_frozen_past_the_down_period_has_its_stale_copy_removed_on_thaw(c
 
 
 @needs_proc
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Manager._sync_node_tasks stores the worker's cursor after every read, even one sent before "
-    "_node_lost() dropped that cursor: a GET /tasks?since=N that was waiting on the frozen worker "
-    "is answered after SIGCONT (no changes), puts the old (instance, version) cursor back, and the "
-    "manager never makes the full read that would find the worker's copy; the worker's task never "
-    "changes again, so _stop_stale is never called and the task runs in two containers"))
 def test_worker_frozen_past_the_down_period_and_thawed_during_a_read_has_its_stale_copy_removed(
         cluster, docker_client, test_image):
     """As above, but SIGCONT while a GET /tasks the manager sent before declaring the worker down
