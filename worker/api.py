@@ -18,7 +18,7 @@ from task.wire import parse_order
 from task.validation import check_image_allowed
 from worker.logs import TaskLogFollower
 from worker.openapi import worker_document
-from worker.runtime import RuntimeFailure
+from worker.containers import RuntimeFailure
 from worker.worker import Worker
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,15 @@ import argparse
 import logging
 import os
 import sys
-from typing import TextIO
+from dataclasses import dataclass
+from typing import Any, TextIO
 
-from worker.runtime import DEFAULT_DOCKER_HOST, EngineUnreachable, LabelledContainer, remove_labelled
+import docker
+from docker.errors import APIError, DockerException, NotFound
+from requests.exceptions import RequestException
+
+from worker.containers import TASK_LABEL, WORKER_LABEL, EngineUnreachable, explain
+from worker.runtime import DEFAULT_DOCKER_HOST
 
 log = logging.getLogger(__name__)
 
@@ -64,3 +70,63 @@ def cleanup_main(argv: list[str] | None = None, docker_host: str | None = None, 
 def _describe(container: LabelledContainer) -> str:
     return (f"{container.container_id[:12]} {container.name} ({container.state}; task {container.task_id}, "
             f"worker {container.worker})")
+
+
+@dataclass(frozen=True)
+class LabelledContainer:
+    """A container that carries Orca's labels, as `docker ps -a` lists it."""
+
+    container_id: str
+    name: str
+    task_id: str
+    worker: str
+    state: str
+
+
+def remove_labelled(base_url: str, worker_name: str | None = None, dry_run: bool = False,
+                    timeout: float = 60.0) -> tuple[list[LabelledContainer], list[tuple[LabelledContainer, str]]]:
+    """Remove (forcibly, running or not) every container labelled both orca.task_id and
+    orca.worker, or only those of `worker_name`. A container without both labels is never
+    touched: Docker filters by them, and each label is checked again before removal.
+
+    Returns:
+        (removed, failed): the containers removed (with dry_run: that would be), and those
+        Docker refused to remove, each with the reason.
+    Raises:
+        EngineUnreachable: the engine cannot be reached.
+    """
+    wanted = [TASK_LABEL, f"{WORKER_LABEL}={worker_name}" if worker_name else WORKER_LABEL]
+    try:
+        client = docker.DockerClient(base_url=base_url, timeout=int(timeout))
+        try:
+            found = [_labelled(c) for c in client.api.containers(all=True, filters={"label": wanted})]
+            ours = [c for c in found if c is not None and (not worker_name or c.worker == worker_name)]
+            return _remove_each(client, ours, dry_run)
+        finally:
+            client.close()
+    except (APIError, DockerException, RequestException) as exc:
+        raise EngineUnreachable(f"docker engine unreachable: {explain(exc)}") from None
+
+
+def _labelled(summary: dict[str, Any]) -> LabelledContainer | None:
+    labels = summary.get("Labels") or {}
+    if not labels.get(TASK_LABEL) or not labels.get(WORKER_LABEL):
+        return None
+    names = summary.get("Names") or [""]
+    return LabelledContainer(summary["Id"], names[0].lstrip("/"), labels[TASK_LABEL], labels[WORKER_LABEL],
+                             str(summary.get("State", "")))
+
+
+def _remove_each(client: docker.DockerClient, containers: list[LabelledContainer],
+                 dry_run: bool) -> tuple[list[LabelledContainer], list[tuple[LabelledContainer, str]]]:
+    removed, failed = [], []
+    for container in containers:
+        try:
+            if not dry_run:
+                client.api.remove_container(container.container_id, v=True, force=True)
+            removed.append(container)
+        except NotFound:
+            pass  # gone meanwhile
+        except APIError as exc:
+            failed.append((container, explain(exc)))
+    return removed, failed

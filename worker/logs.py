@@ -12,7 +12,7 @@ import threading
 from typing import Callable, Iterator, Protocol
 
 from common.query import LogOptions
-from worker.runtime import RuntimeFailure
+from worker.containers import RuntimeFailure
 from worker.taskdb import TaskDB
 
 log = logging.getLogger(__name__)

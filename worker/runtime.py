@@ -1,4 +1,5 @@
-"""The Docker adapter: the only module that imports `docker`.
+"""The Docker adapter: the only module that imports `docker` (with its helpers
+worker/dockerlogs.py, which reads containers' output, and worker/cleanup.py).
 
 Containers are named `orca-<task id>-<attempt>.<restart count>-<worker>` and labelled with the
 task id, the worker's name, the attempt, the restart count and the task's spec. So creating the same incarnation
@@ -12,109 +13,25 @@ import json
 import logging
 import re
 import threading
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from requests.exceptions import RequestException
 
 from task import Task
+from worker.containers import (ATTEMPT_LABEL, RESTART_LABEL, SPEC_LABEL, TASK_LABEL, WORKER_LABEL,  # noqa: F401
+                               ContainerEvent, ContainerStatus, EngineUnreachable, RuntimeFailure, now_iso,
+                               status_of)
+from worker.containers import explain as _explain
+from worker.dockerlogs import DockerLogs
 
 log = logging.getLogger(__name__)
 
-TASK_LABEL = "orca.task_id"
-WORKER_LABEL = "orca.worker"
-SPEC_LABEL = "orca.spec"
-RESTART_LABEL = "orca.restart_count"
-ATTEMPT_LABEL = "orca.attempt"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
-_NO_TIME = "0001-01-01T00:00:00Z"
 
 
-class RuntimeFailure(Exception):
-    """Docker could not do what was asked; the message says why (and names the image)."""
-
-
-class EngineUnreachable(RuntimeFailure):
-    """The Docker engine did not answer."""
-
-
-@dataclass(frozen=True)
-class ContainerStatus:
-    """What Docker says about a task's container, in Orca's terms."""
-
-    container_id: str
-    task_id: str | None
-    running: bool
-    exit_code: int | None = None
-    oom_killed: bool = False
-    error: str | None = None
-    started_at: str | None = None
-    finished_at: str | None = None
-    host_ports: dict[str, int] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
-    name: str = ""
-    created: bool = False  # created but never started (its worker died in between)
-
-    def spec(self) -> dict[str, Any] | None:
-        """The task spec stored in the container's label, or None if absent or unreadable."""
-        try:
-            spec = json.loads(self.labels.get(SPEC_LABEL, ""))
-        except ValueError:
-            return None
-        return spec if isinstance(spec, dict) else None
-
-
-@dataclass(frozen=True)
-class ContainerEvent:
-    """A container of ours changed: `action` is Docker's (die, oom, destroy, ...)."""
-
-    task_id: str
-    container_id: str
-    action: str
-
-
-def _docker_time(value: str | None) -> str | None:
-    """Docker's nanosecond timestamps as ISO 8601 UTC with milliseconds; None when unset."""
-    if not value or value.startswith("0001-01-01"):
-        return None
-    head, _, frac = value.rstrip("Z").partition(".")
-    return f"{head}.{(frac + '000')[:3]}Z"
-
-
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _host_ports(attrs: dict[str, Any]) -> dict[str, int]:
-    ports = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
-    return {key: int(bindings[0]["HostPort"]) for key, bindings in ports.items() if bindings}
-
-
-def status_of(attrs: dict[str, Any]) -> ContainerStatus:
-    """Translate `docker inspect` output into a ContainerStatus."""
-    state = attrs.get("State") or {}
-    labels = (attrs.get("Config") or {}).get("Labels") or {}
-    running = bool(state.get("Running")) or state.get("Status") == "restarting"
-    return ContainerStatus(
-        container_id=attrs["Id"],
-        task_id=labels.get(TASK_LABEL),
-        labels=dict(labels),
-        name=str(attrs.get("Name", "")).lstrip("/"),
-        running=running,
-        created=state.get("Status") == "created",
-        exit_code=None if running else state.get("ExitCode"),
-        oom_killed=bool(state.get("OOMKilled")),
-        error=state.get("Error") or None,
-        started_at=_docker_time(state.get("StartedAt")),
-        finished_at=None if running else _docker_time(state.get("FinishedAt")),
-        host_ports=_host_ports(attrs),
-    )
-
-
-class DockerRuntime:
+class DockerRuntime(DockerLogs):
     """Start, stop, inspect and watch a worker's containers on one Docker engine."""
 
     def __init__(self, worker_name: str, base_url: str, timeout: float = 60.0) -> None:
@@ -169,7 +86,7 @@ class DockerRuntime:
             if task.ports:
                 return status_of(self._client.api.inspect_container(container_id))
             return ContainerStatus(container_id=container_id, task_id=task.id, running=True,
-                                   started_at=_now_iso(), labels=self._labels(task))
+                                   started_at=now_iso(), labels=self._labels(task))
         except RuntimeFailure:
             raise
         except (APIError, DockerException, RequestException) as exc:
@@ -308,53 +225,10 @@ class DockerRuntime:
         return {"reachable": True, "version": str(info.get("Version", "")),
                 "api_version": str(info.get("ApiVersion", ""))}
 
-    def logs(self, container_id: str, tail: int | None = None, stdout: bool = True,
-             stderr: bool = True) -> bytes | None:
-        """The container's output so far (its last `tail` lines; all when None), or None when
-        the container no longer exists. Raises RuntimeFailure."""
-        opened = self.stream_logs(container_id, tail, stdout, stderr, follow=False)
-        if opened is None:
-            return None
-        chunks, close = opened
-        try:
-            return b"".join(chunks)
-        finally:
-            close()
-
-    def stream_logs(self, container_id: str, tail: int | None, stdout: bool, stderr: bool,
-                    follow: bool) -> tuple[Iterator[bytes], Callable[[], None]] | None:
-        """Open the container's output (stdout and stderr interleaved as written).
-
-        Args:
-            tail: start with the last `tail` lines; None: with the first line.
-            follow: keep reading as the container writes; the stream ends when it stops.
-        Returns:
-            (chunks, close), or None when the container no longer exists. Following, each
-            chunk is one line (a line longer than MAX_LINE comes in pieces); otherwise chunks
-            are batches of lines. close() ends the stream from another thread. Reading
-            raises RuntimeFailure when the engine goes away.
-        Raises:
-            RuntimeFailure: the engine cannot be reached.
-        """
-        try:
-            stream = self._client.api.logs(container_id, stdout=stdout, stderr=stderr, stream=True,
-                                           follow=follow, tail="all" if tail is None else int(tail))
-        except NotFound:
-            return None
-        except (APIError, DockerException, RequestException) as exc:
-            raise RuntimeFailure(f"docker could not read the output of container {container_id[:12]}: "
-                                 f"{_explain(exc)}") from None
-        chunks = _lines(stream) if follow else _batches(stream)
-        return _reading(chunks, container_id), _closer(stream)
-
     def close(self) -> None:
         """Close the client's connections (if it ever connected)."""
         if self._docker is not None:
             self._docker.close()
-
-
-MAX_LINE = 64 * 1024  # a followed line longer than this is sent in pieces
-BATCH = 64 * 1024  # bytes per chunk of a non-following read
 
 
 def pull_reference(image: str) -> tuple[str, str]:
@@ -369,123 +243,3 @@ def pull_reference(image: str) -> tuple[str, str]:
     if "@" in image:
         repository = docker.utils.parse_repository_tag(repository)[0]
     return repository, reference or "latest"
-
-
-def _lines(frames: Iterable[bytes]) -> Iterator[bytes]:
-    """Re-cut Docker's frames into lines, each ending in a newline (but perhaps the last)."""
-    pending = b""
-    for frame in frames:
-        pending += frame
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            yield line + b"\n"
-        while len(pending) >= MAX_LINE:
-            yield pending[:MAX_LINE]
-            pending = pending[MAX_LINE:]
-    if pending:
-        yield pending
-
-
-def _batches(frames: Iterable[bytes]) -> Iterator[bytes]:
-    """Join Docker's frames (one per line) into chunks of about BATCH bytes."""
-    batch: list[bytes] = []
-    size = 0
-    for frame in frames:
-        batch.append(frame)
-        size += len(frame)
-        if size >= BATCH:
-            yield b"".join(batch)
-            batch, size = [], 0
-    if batch:
-        yield b"".join(batch)
-
-
-def _closer(stream: Any) -> Callable[[], None]:
-    """stream.close() made safe to call more than once and from any thread."""
-    done = threading.Event()
-
-    def close() -> None:
-        if not done.is_set():
-            done.set()
-            try:
-                stream.close()
-            except (OSError, AttributeError, ValueError):
-                pass  # already closed under us
-    return close
-
-
-def _reading(chunks: Iterator[bytes], container_id: str) -> Iterator[bytes]:
-    """Turn a broken read of a container's output into RuntimeFailure."""
-    try:
-        yield from chunks
-    except (APIError, DockerException, RequestException, OSError, ValueError, AttributeError) as exc:
-        # a socket closed by close() from another thread surfaces as any of these
-        raise RuntimeFailure(f"reading the output of container {container_id[:12]} stopped: "
-                             f"{_explain(exc)}") from None
-
-
-@dataclass(frozen=True)
-class LabelledContainer:
-    """A container that carries Orca's labels, as `docker ps -a` lists it."""
-
-    container_id: str
-    name: str
-    task_id: str
-    worker: str
-    state: str
-
-
-def remove_labelled(base_url: str, worker_name: str | None = None, dry_run: bool = False,
-                    timeout: float = 60.0) -> tuple[list[LabelledContainer], list[tuple[LabelledContainer, str]]]:
-    """Remove (forcibly, running or not) every container labelled both orca.task_id and
-    orca.worker, or only those of `worker_name`. A container without both labels is never
-    touched: Docker filters by them, and each label is checked again before removal.
-
-    Returns:
-        (removed, failed): the containers removed (with dry_run: that would be), and those
-        Docker refused to remove, each with the reason.
-    Raises:
-        EngineUnreachable: the engine cannot be reached.
-    """
-    wanted = [TASK_LABEL, f"{WORKER_LABEL}={worker_name}" if worker_name else WORKER_LABEL]
-    try:
-        client = docker.DockerClient(base_url=base_url, timeout=int(timeout))
-        try:
-            found = [_labelled(c) for c in client.api.containers(all=True, filters={"label": wanted})]
-            ours = [c for c in found if c is not None and (not worker_name or c.worker == worker_name)]
-            return _remove_each(client, ours, dry_run)
-        finally:
-            client.close()
-    except (APIError, DockerException, RequestException) as exc:
-        raise EngineUnreachable(f"docker engine unreachable: {_explain(exc)}") from None
-
-
-def _labelled(summary: dict[str, Any]) -> LabelledContainer | None:
-    labels = summary.get("Labels") or {}
-    if not labels.get(TASK_LABEL) or not labels.get(WORKER_LABEL):
-        return None
-    names = summary.get("Names") or [""]
-    return LabelledContainer(summary["Id"], names[0].lstrip("/"), labels[TASK_LABEL], labels[WORKER_LABEL],
-                             str(summary.get("State", "")))
-
-
-def _remove_each(client: docker.DockerClient, containers: list[LabelledContainer],
-                 dry_run: bool) -> tuple[list[LabelledContainer], list[tuple[LabelledContainer, str]]]:
-    removed, failed = [], []
-    for container in containers:
-        try:
-            if not dry_run:
-                client.api.remove_container(container.container_id, v=True, force=True)
-            removed.append(container)
-        except NotFound:
-            pass  # gone meanwhile
-        except APIError as exc:
-            failed.append((container, _explain(exc)))
-    return removed, failed
-
-
-def _explain(exc: Exception) -> str:
-    """A one-line reason from a Docker SDK or requests error."""
-    if isinstance(exc, APIError):
-        return str(exc.explanation or exc)[:300]
-    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from task import State, Task, ValidationError, parse_task, utc_now
-from worker.runtime import ContainerStatus, RuntimeFailure
+from worker.containers import ContainerStatus, RuntimeFailure
 from worker.worker import Worker
 
 log = logging.getLogger(__name__)

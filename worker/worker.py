@@ -4,7 +4,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -12,9 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from task import NotFound, State, Task, TaskEvent, Unavailable, backoff_delay, utc_now
-from task import lifecycle
-from worker.runtime import ContainerEvent, ContainerStatus, RuntimeFailure
+from task import NotFound, State, Task, TaskEvent, Unavailable, utc_now
+from worker.containers import ContainerEvent, ContainerStatus, RuntimeFailure
+from worker.engine import EngineState
+from worker.handlers import ContainerHandlers
 from worker.taskdb import TaskDB
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class Policy:
     gc_after: float = 600.0
 
 
-class Worker:
+class Worker(ContainerHandlers):
     """Runs task events on a runtime and keeps each task's observed state.
 
     Events go into a deque; `run_pending()` hands them to a bounded pool so containers start
@@ -77,7 +77,7 @@ class Worker:
         self._accepting = True
         self.ready = False  # set once adoption is done: until then task requests answer 503
         self.last_contact = clock()  # when the manager last reached us
-        self._engine: dict[str, Any] = {"reachable": None}  # not checked yet
+        self.engine_state = EngineState(name)
         self.on_work: Callable[[], None] = lambda: None
         # Told of each container start ("started", "start_failed") and end ("completed", "failed",
         # "restarted": what became of its task), for metrics.
@@ -106,7 +106,7 @@ class Worker:
             nonlocal created
             if existing is not None and event.task.attempt <= existing.attempt:
                 return None  # a repeat or an older attempt: answer with what we have
-            self._check_engine()
+            self.engine_state.require_reachable()
             task = event.task
             task.state, task.node = State.SCHEDULED, self.name
             task.created_at = task.created_at or utc_now()
@@ -160,8 +160,7 @@ class Worker:
         if not self._accepting:
             raise Unavailable(f"worker {self.name} is shutting down")
         if not self.ready:
-            engine = self._engine
-            why = engine.get("error") if engine.get("reachable") is False else None
+            why = self.engine_state.unreachable_reason()
             raise Unavailable(f"{why or 'it has not adopted its containers yet'} "
                               f"(worker {self.name} is not ready)")
 
@@ -207,140 +206,9 @@ class Worker:
         if event.action in ("die", "oom", "destroy"):
             self._pool.submit(self._observe_safely, event.task_id)
 
-    # ----- handlers (pool threads)
-
     def _lock_for(self, task_id: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(task_id, threading.Lock())
-
-    def _handle(self, event: TaskEvent) -> None:
-        task_id = event.task.id
-        try:
-            with self._lock_for(task_id):
-                if event.state is State.COMPLETED:
-                    self._stop(task_id)
-                else:
-                    self._start(task_id, event.task.attempt)
-        except Exception:
-            log.exception("task %s: handling a %s event failed", task_id, event.state.value)
-
-    def _start(self, task_id: str, attempt: int) -> None:
-        task = self.db.get(task_id)
-        if task is None or task.state is not State.SCHEDULED or task.attempt != attempt:
-            return
-        if task.container_id:  # the previous container (an earlier restart or attempt)
-            self._remove_quietly(task.container_id)
-        try:
-            status = self.runtime.start(task)
-        except RuntimeFailure as exc:
-            log.warning("task %s failed to start: %s", task_id, exc)
-            self._start_failed(task_id, attempt, str(exc))
-            return
-        updated = self.db.update(task_id, lambda t: _running(t, status, attempt))
-        if updated is None or updated.container_id != status.container_id:
-            self._remove_quietly(status.container_id)  # the task moved on (stopped or replaced) meanwhile
-            return
-        self.on_container("started")
-        log.info("task %s running in container %s", task_id, status.container_id[:12])
-        if not status.running:
-            self._record_exit(task_id, status)
-        elif task_id in self._stopping:  # a stop arrived while it was starting
-            self._stop(task_id)
-
-    def _start_failed(self, task_id: str, attempt: int, error: str) -> None:
-        with self._guard:
-            self._stopping.pop(task_id, None)
-
-        def fail(task: Task) -> bool:
-            if task.attempt != attempt or task.state is not State.SCHEDULED:
-                return False
-            lifecycle.fail(task, error)
-            return True
-        self.db.update(task_id, fail)
-        self.on_container("start_failed")
-
-    def _stop(self, task_id: str) -> None:
-        task = self.db.get(task_id)
-        if task is None:
-            return
-        if task.state.is_terminal:
-            if task.container_id:
-                self._remove_quietly(task.container_id)
-            return
-        if task.state is State.SCHEDULED:
-            # Not started yet (or waiting out a restart backoff): it never starts.
-            with self._guard:
-                why = self._stopping.pop(task_id, None)
-            self.db.update(task_id, lambda t: t.state is State.SCHEDULED and _cancel(t, why))
-            if task.container_id:
-                self._remove_quietly(task.container_id)
-            log.info("task %s stopped before it started", task_id)
-            return
-        try:
-            status = self.runtime.stop(task.container_id, self.policy.stop_timeout)
-        except RuntimeFailure as exc:
-            log.warning("task %s: stop failed, will retry: %s", task_id, exc)
-            self._enqueue_later(TaskEvent(task=task, state=State.COMPLETED), 1.0)
-            return
-        self._record_exit(task_id, status)
-        log.info("task %s stopped", task_id)
-
-    def restart_unhealthy(self, task_id: str, problem: str) -> None:
-        """Stop a running task's container as failed (`problem`), so its policy restarts it."""
-        try:
-            with self._lock_for(task_id):
-                task = self.db.get(task_id)
-                if task is None or task.state is not State.RUNNING:
-                    return
-                status = self.runtime.stop(task.container_id, self.policy.stop_timeout)
-                self._record_exit(task_id, status, failure=problem)
-        except Exception:
-            log.exception("task %s: restarting an unhealthy container failed", task_id)
-
-    def _observe_safely(self, task_id: str) -> None:
-        try:
-            with self._lock_for(task_id):
-                self._observe(task_id)
-        except Exception:
-            log.exception("task %s: observing its container failed", task_id)
-
-    def _observe(self, task_id: str) -> None:
-        task = self.db.get(task_id)
-        if task is None or task.state is not State.RUNNING or not task.container_id:
-            return
-        status = self.runtime.inspect(task.container_id)
-        if status is None or not status.running:
-            self._record_exit(task_id, status)
-
-    def _record_exit(self, task_id: str, status: ContainerStatus | None, failure: str | None = None) -> None:
-        """Record a container's end: completed, failed, or scheduled again under the restart policy."""
-        with self._guard:
-            stopping = task_id in self._stopping
-            why = self._stopping.pop(task_id, None)
-        task = self.db.get(task_id)
-        delay = backoff_delay(task.restart_count if task else 0, self.policy.restart_backoff,
-                              self.policy.restart_backoff_cap, random.random())
-        end = _exit_of(status)
-        if stopping and why:  # the worker stops it itself: failed, no restart
-            updated = self.db.update(task_id, lambda t: _stopped_by_worker(t, end, why))
-        else:
-            updated = self.db.update(task_id, lambda t: lifecycle.on_exit(t, end, stopping, failure, delay))
-        if updated is None:
-            return
-        if updated.state is State.SCHEDULED:
-            log.info("task %s exited (%s): restart %d of %d in %.1f s", task_id, updated.exit_code,
-                     updated.restart_count, updated.max_restarts, delay)
-            self._enqueue_later(TaskEvent(task=updated), delay)
-            self.on_container("restarted")
-        elif updated.state.is_terminal:
-            log.info("task %s %s (exit code %s)", task_id, updated.state.value, updated.exit_code)
-            self.on_container(updated.state.value)
-
-    def _remove_quietly(self, container_id: str) -> None:
-        try:
-            self.runtime.remove(container_id)
-        except RuntimeFailure as exc:
-            log.warning("container %s: %s", container_id[:12], exc)
 
     # ----- queries and lifecycle
 
@@ -355,24 +223,12 @@ class Worker:
 
     @property
     def engine(self) -> dict[str, Any]:
-        """The latest engine check: {"reachable": True, "version", "api_version"},
-        {"reachable": False, "error"}, or {"reachable": None} before the first check."""
-        return dict(self._engine)
+        """The latest engine check (see EngineState.snapshot)."""
+        return self.engine_state.snapshot()
 
     def record_engine(self, status: dict[str, Any]) -> None:
         """Remember an engine check; while the engine is unreachable, new tasks are refused."""
-        was = self._engine.get("reachable")
-        self._engine = {**status, "checked_at": utc_now()}
-        if status.get("reachable") is False and was is not False:
-            log.warning("worker %s takes no new tasks: %s", self.name, status.get("error"))
-        elif status.get("reachable") and was is False:
-            log.info("worker %s: docker engine reachable again (%s)", self.name, status.get("version"))
-
-    def _check_engine(self) -> None:
-        engine = self._engine
-        if engine.get("reachable") is False:
-            reason = engine.get("error") or "docker engine unreachable"
-            raise Unavailable(f"{reason} (worker {self.name} takes no new tasks)")
+        self.engine_state.record(status)
 
     def close_intake(self) -> None:
         """Refuse new events from now on, and release long-polling readers."""
@@ -383,38 +239,3 @@ class Worker:
         """Finish in-flight container operations and stop the pool. Idempotent."""
         self._accepting = False
         self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _exit_of(status: ContainerStatus | None) -> lifecycle.Exit:
-    if status is None:
-        return lifecycle.Exit(gone=True)
-    return lifecycle.Exit(exit_code=status.exit_code, oom_killed=status.oom_killed, error=status.error,
-                          finished_at=status.finished_at)
-
-
-def _running(task: Task, status: ContainerStatus, attempt: int) -> bool:
-    if task.state is not State.SCHEDULED or task.attempt != attempt:
-        return False
-    lifecycle.check_transition(task.id, task.state, State.RUNNING)
-    task.state = State.RUNNING
-    task.container_id = status.container_id
-    task.started_at = status.started_at or utc_now()
-    task.finished_at, task.exit_code = None, None
-    task.host_ports = dict(status.host_ports)
-    return True
-
-
-def _cancel(task: Task, why: str | None) -> None:
-    if why:
-        lifecycle.fail(task, why)
-    else:
-        lifecycle.cancel(task)
-
-
-def _stopped_by_worker(task: Task, end: lifecycle.Exit, why: str) -> bool:
-    """The worker stopped the task itself (cut off from the manager): failed, no restart."""
-    if task.state is not State.RUNNING:
-        return False
-    task.exit_code = end.exit_code
-    lifecycle.fail(task, why)
-    return True
