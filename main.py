@@ -22,6 +22,7 @@ from dotenv import load_dotenv
 
 from cli.commands import COMMANDS
 from common.config import Config, ConfigError, from_env
+from store import BadDatabaseURL
 
 log = logging.getLogger("orca")
 
@@ -82,7 +83,12 @@ def run_role(role: str) -> int:
     stop = threading.Event()
     install_signal_handlers(stop)
     try:
-        serve(build_services(role, config), stop)
+        services = build_services(role, config)
+    except BadDatabaseURL as exc:  # a URL that does not parse or answer; the message holds no password
+        print(f"orca: {exc}", file=sys.stderr)
+        return 2
+    try:
+        serve(services, stop)
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1

@@ -52,6 +52,9 @@ class Config:
     health_failures: int = 3
     gc_after: float = 600.0
     token: str = field(default="", repr=False)  # a secret: never in repr, logs or responses
+    database_url: str = field(default="", repr=False)  # may hold a password: never in repr or logs
+    lease_ttl: float = 15.0
+    manager_name: str = ""
     allowed_images: tuple[str, ...] = ()
 
     def worker_address(self, index: int = 0) -> str:
@@ -185,7 +188,18 @@ def _build(env: Mapping[str, str], level: str) -> Config:
         gc_after=_float(env, "ORCA_GC_AFTER", 600.0, 0.0, 10 * 365 * 86400),
         token=_token(env.get("ORCA_TOKEN", "")),
         allowed_images=_patterns(env.get("ORCA_ALLOWED_IMAGES", "")),
+        database_url=_database_url(env.get("ORCA_DATABASE_URL", "")),
+        lease_ttl=_float(env, "ORCA_LEASE_TTL", 15.0, 0.5, 3600),
+        manager_name=env.get("ORCA_MANAGER_NAME", "").strip(),
     )
+
+
+def _database_url(raw: str) -> str:
+    """ORCA_DATABASE_URL: empty, or a postgresql:// / postgres:// URL (checked for reach at start)."""
+    url = raw.strip()
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("ORCA_DATABASE_URL must start with postgresql:// (or be empty for the SQLite store)")
+    return url
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:

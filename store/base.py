@@ -5,6 +5,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
 
+class BadDatabaseURL(ValueError):
+    """ORCA_DATABASE_URL cannot be parsed or reached at start; the message names it, without
+    the password."""
+
+
 class Store(Protocol):
     """A map of JSON-able dicts grouped by kind ("task", "event", ...).
 
@@ -23,10 +28,20 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(kind: str, data_dir: str, name: str) -> Store:
-    """Open the store ORCA_STORE names: 'memory', or 'sqlite' in `<data_dir>/<name>.db`."""
+def open_store(kind: str, data_dir: str, name: str, database_url: str = "") -> Store:
+    """Open the store: PostgreSQL at `database_url` when given (ORCA_DATABASE_URL), else the
+    one ORCA_STORE names: 'memory', or 'sqlite' in `<data_dir>/<name>.db`.
+
+    Raises:
+        BadDatabaseURL: the URL is malformed or its server unreachable.
+    """
     from store.memory import MemoryStore
     from store.sqlite import SqliteStore
+
+    if database_url:
+        from store.postgres import PostgresStore  # the driver is loaded only when used
+
+        return PostgresStore(database_url)
 
     if kind == "memory":
         return MemoryStore()

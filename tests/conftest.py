@@ -51,3 +51,44 @@ def test_image(docker_client) -> str:
         shutil.copy(busybox, Path(context) / "busybox")
         docker_client.images.build(path=context, tag=IMAGE, rm=True)
     return IMAGE
+
+
+# ----- PostgreSQL (several managers): a server started by .ci/host-setup on 127.0.0.1
+
+PG_ADMIN_URL = os.environ.get("ORCA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:54329/postgres")
+
+
+def _pg_unavailable(reason: str):
+    """Under CI a missing PostgreSQL is a failure (host-setup starts one), elsewhere a skip."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"PostgreSQL is required under CI: {reason}")
+    pytest.skip(f"{reason} (run .ci/host-setup)")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The admin URL of the test server; skip (fail under CI) when it does not answer."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        psycopg.connect(PG_ADMIN_URL, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        _pg_unavailable(f"PostgreSQL unreachable at {PG_ADMIN_URL}: {str(exc).strip().splitlines()[0]}")
+    return PG_ADMIN_URL
+
+
+@pytest.fixture
+def pg_database(pg_server):
+    """A fresh database of this test's own; its URL. Dropped afterwards (connections ended)."""
+    import uuid
+
+    import psycopg
+    from psycopg import conninfo
+
+    name = f"orca_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    parts = conninfo.conninfo_to_dict(pg_server)
+    parts["dbname"] = name
+    yield conninfo.make_conninfo(**parts)
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

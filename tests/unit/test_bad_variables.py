@@ -24,6 +24,8 @@ BAD = [
     ("ORCA_TOKEN", "short"),
     ("ORCA_ALLOWED_IMAGES", "BusyBox"),
     ("ORCA_STATS_INTERVAL", "nan"),
+    ("ORCA_DATABASE_URL", "mysql://root@127.0.0.1/orca"),
+    ("ORCA_LEASE_TTL", "0"),
 ]
 
 
