@@ -119,11 +119,22 @@ def _error_responses() -> dict[str, Any]:
 
 def _node_schemas() -> dict[str, dict[str, Any]]:
     integer = {"type": "integer", "minimum": 0}
+    resources = {"type": "object", "required": ["cpu", "memory", "disk"],
+                 "properties": {"cpu": {"type": "number", "minimum": 0}, "memory": integer, "disk": integer},
+                 "description": "cores, bytes of memory, bytes of disk"}
     fields = {
         "name": {"type": "string"}, "address": {"type": "string"}, "state": {"enum": [UP, DOWN]},
         "cores": integer, "memory": integer, "disk": integer, "task_count": integer,
         "stats": {"type": "object", "description": "the worker's latest /stats; {} until it answered"},
         "last_seen": {"type": ["string", "null"]}, "engine": ref("EngineState"),
+        "id": {"type": "string", "description": "stable across the worker's restarts"},
+        "status": {"enum": [UP, DOWN]}, "eligible": {"type": "boolean", "description": "false: no new placements"},
+        "drain": {"anyOf": [{"type": "null"}, {
+            "type": "object", "required": ["started_at", "deadline", "remaining"],
+            "properties": {"started_at": {"type": "string"}, "deadline": {"type": ["string", "null"]},
+                           "remaining": {"type": "integer", "minimum": 0}}}]},
+        "capacity": resources, "allocated": resources,
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
     }
     names = list(Node(name="", address="").to_dict())
     if set(names) != set(fields):

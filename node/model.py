@@ -1,12 +1,19 @@
 """Node: a worker as the manager sees it."""
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 UP = "up"
 DOWN = "down"
 INTERNAL = ("misses", "lost", "generation", "last_answer")
+RESOURCES = ("cpu", "memory", "disk")  # what a task requests and a node offers: cores, bytes, bytes
+
+
+def no_resources() -> dict[str, float]:
+    """{"cpu": 0, "memory": 0, "disk": 0}: nothing requested, or a capacity not known yet."""
+    return {"cpu": 0.0, "memory": 0, "disk": 0}
 
 
 @dataclass
@@ -23,11 +30,22 @@ class Node:
     stats: dict[str, Any] = field(default_factory=dict)
     last_seen: str | None = None
     engine: dict[str, Any] = field(default_factory=lambda: {"reachable": None})  # the worker's /health "docker"
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))  # stable across the worker's restarts
+    eligible: bool = True  # False: no new placements (the operator's wish, or a drain)
+    drain: dict[str, Any] | None = None  # {"started_at", "deadline", "remaining"} while draining
+    capacity: dict[str, float] = field(default_factory=no_resources)  # what tasks may request in all
+    allocated: dict[str, float] = field(default_factory=no_resources)  # the requests of the tasks placed here
+    labels: dict[str, str] = field(default_factory=dict)  # matched by the tasks' constraints
     # Not part of the JSON contract:
     misses: int = 0  # liveness checks in a row that got no answer at all
     lost: bool = False  # declared lost after `down_after` misses; cleared by the next answer
     generation: int = 0  # grows each time the node is declared lost: fences reads begun before
     last_answer: float = 0.0  # the manager's clock at the node's last answer to a liveness check
+
+    @property
+    def status(self) -> str:
+        """`up` or `down` (the contract's name; `state` is kept as its alias)."""
+        return self.state
 
     @property
     def is_up(self) -> bool:
@@ -45,6 +63,7 @@ class Node:
         data = asdict(self)
         for internal in INTERNAL:
             del data[internal]
+        data["status"] = self.state
         return data
 
     def record_stats(self, stats: dict[str, Any], seen_at: str) -> None:

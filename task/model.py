@@ -10,7 +10,10 @@ from task.state import State
 
 # The user-settable part of a task: what the manager forwards to a worker.
 SPEC_FIELDS = ("id", "name", "image", "command", "env", "cpu", "memory", "disk", "ports",
-               "restart_policy", "max_restarts", "health_check", "stop_after_disconnect")
+               "restart_policy", "max_restarts", "health_check", "stop_after_disconnect", "constraints")
+
+# Placement constraints: {"label": ..., "op": one of these, "value": str (== !=) or list of str (in not_in)}.
+CONSTRAINT_OPS = ("==", "!=", "in", "not_in")
 
 # The user's intent for a task, apart from its observed `state`.
 DESIRED_RUNNING = "running"
@@ -48,6 +51,8 @@ class Task:
     max_restarts: int = DEFAULT_MAX_RESTARTS
     health_check: str | None = None
     stop_after_disconnect: float | None = None  # seconds cut off from the manager before the worker stops it
+    constraints: list[dict[str, Any]] = field(default_factory=list)  # node labels the task needs (scheduler)
+    service: str | None = None  # the service this task is a replica of; set by the services reconciler only
     desired_state: str = DESIRED_RUNNING
     attempt: int = 0  # the placement this state belongs to: 0 before the first, +1 at each placement
     version: int = 0  # the version of the worker report last applied (manager) or of the last change (worker)
@@ -70,6 +75,7 @@ class Task:
         data["state"] = self.state.value
         data["command"], data["env"] = list(self.command), dict(self.env)
         data["ports"], data["host_ports"] = dict(self.ports), dict(self.host_ports)
+        data["constraints"] = [dict(c) for c in self.constraints]
         return data
 
     def spec_dict(self) -> dict[str, Any]:

@@ -22,11 +22,12 @@ import sys
 from functools import cache
 from typing import Any
 
-from task.model import RESTART_POLICIES, SPEC_FIELDS, Task
+from task.model import CONSTRAINT_OPS, RESTART_POLICIES, SPEC_FIELDS, Task
 from task.state import State
 from task.validation import (
-    _ENV_KEY, _NAME, _PORT_KEY, _SIZE, DESIRED_STATES, EVENT_FIELDS, MAX_ARG, MAX_ARGS, MAX_BYTES, MAX_CPU,
-    MAX_ENV, MAX_ENV_VALUE, MAX_IMAGE, MAX_NAME, MAX_PATH, MAX_PORTS, MAX_RESTARTS, MAX_SECONDS, MIN_MEMORY, TASK_FIELDS,
+    _ENV_KEY, _LABEL, _NAME, _PORT_KEY, _SIZE, DESIRED_STATES, EVENT_FIELDS, MAX_ARG, MAX_ARGS, MAX_BYTES,
+    MAX_CONSTRAINTS, MAX_CPU, MAX_ENV, MAX_ENV_VALUE, MAX_IMAGE, MAX_LABEL, MAX_NAME, MAX_PATH, MAX_PORTS,
+    MAX_RESTARTS, MAX_SECONDS, MIN_MEMORY, TASK_FIELDS,
 )
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -119,6 +120,20 @@ def _count(description: str) -> dict[str, Any]:
     return {"type": "integer", "minimum": 0, "maximum": MAX_RESTARTS, "description": description}
 
 
+def _constraints() -> dict[str, Any]:
+    """A list of placement constraints (task.validation.parse_constraints)."""
+    label = {"type": "string", "maxLength": MAX_LABEL, "pattern": _LABEL.pattern}
+    value = {"anyOf": [{"const": ""}, label]}
+    one = {"type": "object", "additionalProperties": False, "required": ["label", "op", "value"],
+           "properties": {"label": label, "op": {"enum": list(CONSTRAINT_OPS)}, "value": {}},
+           "oneOf": [{"properties": {"op": {"enum": ["==", "!="]}, "value": value}},
+                     {"properties": {"op": {"enum": ["in", "not_in"]},
+                                     "value": {"type": "array", "minItems": 1, "maxItems": MAX_CONSTRAINTS,
+                                               "items": value}}}]}
+    return {"type": "array", "maxItems": MAX_CONSTRAINTS, "items": one,
+            "description": "node labels the task needs: every one must hold on its node"}
+
+
 def _spec_properties() -> dict[str, dict[str, Any]]:
     """The schema of each field of a POST /tasks `task` object."""
     return {
@@ -147,6 +162,7 @@ def _spec_properties() -> dict[str, dict[str, Any]]:
                                                  "running before it stops it; null: it keeps running"},
         "health_check": {**_no_space_string("/"), "type": ["string", "null"], "maxLength": MAX_PATH,
                          "description": "a URL path probed over the first published tcp port"},
+        "constraints": _constraints(),
     }
 
 
@@ -193,6 +209,8 @@ def _task_fields() -> dict[str, dict[str, Any]]:
         "stop_after_disconnect": spec["stop_after_disconnect"],
         "desired_state": {"enum": ["running", "stopped"]},
         "attempt": {"type": "integer", "minimum": 0}, "version": {"type": "integer", "minimum": 0},
+        "constraints": spec["constraints"],
+        "service": {"type": ["string", "null"], "description": "the service this task is a replica of"},
     }
     names = list(Task().to_dict())
     missing = set(names) ^ set(fields)

@@ -6,7 +6,7 @@ import uuid
 from typing import Any, Iterable
 
 from task.errors import Forbidden, ValidationError
-from task.model import RESTART_POLICIES, SPEC_FIELDS, Task, TaskEvent
+from task.model import CONSTRAINT_OPS, RESTART_POLICIES, SPEC_FIELDS, Task, TaskEvent
 from task.reference import InvalidReference, normalize, parse_pattern
 from task.state import State
 
@@ -27,12 +27,16 @@ MAX_PATH = 2048
 MAX_SECONDS = 7 * 24 * 3600  # a week
 MAX_BYTES = 1 << 50  # 1 PiB: anything above is a typo, not a machine
 MIN_MEMORY = 6 * 1024 * 1024  # Docker refuses smaller memory limits
+MAX_CONSTRAINTS = 64
+MAX_LABEL = 128  # a node label's name or value
+CONSTRAINT_FIELDS = frozenset({"label", "op", "value"})
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 _PORT_KEY = re.compile(r"^(\d{1,5})(?:/(tcp|udp|sctp))?$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ENV_KEY = re.compile(r"^[^=\x00]+$")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")
 
 # Docker settings that would hand a task the host. They are refused by name, with the reason,
 # instead of the generic "unknown field": a caller asking for one should learn it never will
@@ -102,7 +106,48 @@ def parse_task(value: Any, require_image: bool = True) -> Task:
     task.max_restarts = _count(obj.get("max_restarts", task.max_restarts), "task.max_restarts")
     task.stop_after_disconnect = _seconds_or_none(obj.get("stop_after_disconnect"), "task.stop_after_disconnect")
     task.health_check = _health_check(obj.get("health_check"), task.ports)
+    task.constraints = parse_constraints(obj.get("constraints", []), "task.constraints")
     return task
+
+
+def parse_constraints(value: Any, name: str) -> list[dict[str, Any]]:
+    """Parse a list of placement constraints `{"label", "op", "value"}`.
+
+    `op` is one of ==, !=, in, not_in; `value` is a string for == and !=, a list of strings
+    for in and not_in. Raises ValidationError naming the element and field."""
+    if not isinstance(value, list):
+        raise ValidationError(f"{name} must be a list of {{label, op, value}} objects")
+    if len(value) > MAX_CONSTRAINTS:
+        raise ValidationError(f"{name} has more than {MAX_CONSTRAINTS} entries")
+    return [_constraint(item, f"{name}[{i}]") for i, item in enumerate(value)]
+
+
+def _constraint(value: Any, name: str) -> dict[str, Any]:
+    obj = _object(value, name)
+    _no_unknown(obj, CONSTRAINT_FIELDS, f"{name}.")
+    for key in ("label", "op", "value"):
+        if key not in obj:
+            raise ValidationError(f"{name}.{key} is required")
+    label = parse_label(obj["label"], f"{name}.label", key=True)
+    op = obj["op"]
+    if op not in CONSTRAINT_OPS:
+        raise ValidationError(f"{name}.op must be one of {', '.join(CONSTRAINT_OPS)}")
+    if op in ("==", "!="):
+        wanted: Any = parse_label(obj["value"], f"{name}.value")
+    elif not isinstance(obj["value"], list) or not obj["value"] or len(obj["value"]) > MAX_CONSTRAINTS:
+        raise ValidationError(f"{name}.value must be a list of 1-{MAX_CONSTRAINTS} strings for op {op}")
+    else:
+        wanted = [parse_label(v, f"{name}.value[{i}]") for i, v in enumerate(obj["value"])]
+    return {"label": label, "op": op, "value": wanted}
+
+
+def parse_label(value: Any, name: str, key: bool = False) -> str:
+    """A node label's name (`key`) or value: 1-128 letters, digits, '_', '.', '/', '-'
+    (a value may also be empty)."""
+    if not isinstance(value, str) or len(value) > MAX_LABEL or (
+            (value or key) and not _LABEL.fullmatch(value)):
+        raise ValidationError(f"{name} must be a string of up to {MAX_LABEL} letters, digits, '_', '.', '/' or '-'")
+    return value
 
 
 def parse_uuid(value: Any, name: str) -> str:
