@@ -151,8 +151,20 @@ class ManagerClient:
         return self._json(self._call("POST", "/tasks", json=event), dict)
 
     def tasks(self) -> list[dict[str, Any]]:
-        """Every task the manager knows, oldest first."""
-        return self._json(self._call("GET", "/tasks"), list)
+        """Every task the manager knows, oldest first (following the pages of the listing)."""
+        return self._every("/tasks")
+
+    def _every(self, path: str) -> list[dict[str, Any]]:
+        """Every item of a paged listing: each page's X-Orca-Next cursor is the next `after`."""
+        items: list[dict[str, Any]] = []
+        params: dict[str, str] = {}
+        while True:
+            response = self._call("GET", path, params=params)
+            items += self._json(response, list)
+            cursor = response.headers.get("X-Orca-Next")
+            if not cursor or cursor == params.get("after"):
+                return items
+            params["after"] = cursor
 
     def task(self, task_id: str) -> dict[str, Any]:
         """One task; raises UnknownTask."""
@@ -164,7 +176,7 @@ class ManagerClient:
 
     def nodes(self) -> list[dict[str, Any]]:
         """The workers with their latest stats."""
-        return self._json(self._call("GET", "/nodes"), list)
+        return self._every("/nodes")
 
     def logs(self, task_id: str, tail: int | None = None, follow: bool = False,
              stream: str | None = None) -> Iterator[bytes]:

@@ -77,7 +77,8 @@ class _ManagerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         tasks, pending, up, engine = _manager_families()
-        _by_state(tasks, (t.state for t in self._manager.list()))
+        for state, count in self._manager.task_counts().items():  # kept as tasks change: no walk
+            tasks.add_metric([state], count)
         pending.add_metric([], self._manager.pending_count())
         for node in self._manager.nodes():
             up.add_metric([node.name], 1 if node.is_up else 0)

@@ -1,23 +1,28 @@
 """The manager's HTTP API."""
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, jsonify
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Flask, Response, jsonify, request
 
 from common.http import create_json_app, json_body
 from common.metrics import ManagerMetrics, serve_metrics
 from common.openapi import serve_document
-from common.query import log_options, query_float
+from common.query import log_options, query_float, query_int
 from common.streams import StreamLimit, client_gone, relay, text_response, until_broken
 from manager.jrpc import create_jrpc_blueprint
 from manager.logs import TaskLogs
 from manager.manager import Manager
 from manager.openapi import manager_document
+from manager.queries import DEFAULT_LIMIT, MAX_LIMIT
 from task import State, Task, TaskEvent, Unavailable, WorkerUnavailable, parse_event
 from task.validation import check_image_allowed
 
 DEFAULT_WAIT = 30.0  # seconds GET /tasks/<id>/wait waits without ?timeout
 MAX_WAIT = 300.0  # the longest ?timeout / ?wait accepted
 MAX_LONG_REQUESTS = 8  # follows and waits served at once; each holds a request thread
+NEXT_HEADER = "X-Orca-Next"  # the cursor of a listing's next page (absent on the last page)
 
 
 def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_requests: int = MAX_LONG_REQUESTS,
@@ -95,7 +100,8 @@ def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_
 
     @api.get("/tasks")
     def list_tasks():
-        return jsonify([t.to_dict() for t in manager.list()])
+        page = manager.query_tasks(**page_query(("state", "node", "service")))
+        return paged([t.to_dict() for t in page.items], page.next)
 
     @api.get("/tasks/<task_id>")
     def get_task(task_id: str):
@@ -107,13 +113,34 @@ def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_
 
     @api.get("/nodes")
     def list_nodes():
-        return jsonify([n.to_dict() for n in manager.nodes()])
+        page = manager.query_nodes(**page_query(("state",)))
+        return paged([n.to_dict() for n in page.items], page.next)
 
     app.register_blueprint(api)
     app.register_blueprint(create_jrpc_blueprint(manager, allowed_images))
     serve_document(app, manager_document(MAX_WAIT, DEFAULT_WAIT))
     serve_metrics(app, (metrics or ManagerMetrics(manager)).registry)
     return app
+
+
+def page_query(filters: tuple[str, ...]) -> dict[str, Any]:
+    """`limit`, `after` and the named filters of a listing (the manager checks their values)."""
+    args: dict[str, Any] = {"limit": query_int("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)}
+    for name in ("after", *filters):
+        if name in request.args:
+            args[name] = request.args[name]
+    return args
+
+
+def paged(items: list[dict[str, Any]], cursor: str | None) -> Response:
+    """A page of a listing: the items as a JSON list; when more follow, the next page's cursor
+    in X-Orca-Next and a Link header with rel="next"."""
+    response = jsonify(items)
+    if cursor is not None:
+        response.headers[NEXT_HEADER] = cursor
+        query = urlencode({**request.args.to_dict(), "after": cursor})
+        response.headers["Link"] = f'<{request.path}?{query}>; rel="next"'
+    return response
 
 
 def _finished(task: Task) -> bool:

@@ -66,8 +66,8 @@ class Dispatch:
         with self._lock:
             if now >= self._next_scan:
                 self._next_scan = now + RESCAN_EVERY
-                for task in self._tasks.values():
-                    self._schedule_work(task)
+                for task_id in self._index.unfinished():  # finished tasks have nothing to do
+                    self._schedule_work(self._tasks[task_id])
             ids = list(self._work) + sorted(self._unsent) + sorted(self._stopping)
             self._work.clear()
         delivered, unreachable, no_room = 0, set(), False

@@ -93,7 +93,7 @@ class Liveness:
         """Settle the lost worker's tasks; forget what was read from it."""
         with self._lock:
             self._forget_node(node.name)
-            ids = {t.id for t in self._tasks.values() if t.node == node.name and not t.state.is_terminal}
+            ids = {i for i in self._index.ids_on(node.name) if not self._tasks[i].state.is_terminal}
             self._deferred[node.name] = ids
         self._settle(node)
 

@@ -13,8 +13,10 @@ import time
 from typing import Any, Callable, Iterable, Protocol
 
 from manager.dispatch import Dispatch
+from manager.index import TaskIndex
 from manager.liveness import Liveness
 from manager.mirror import Mirror
+from manager.queries import Queries
 from node import Node
 from scheduler import Scheduler
 from store import MemoryStore, Store
@@ -34,7 +36,7 @@ class WorkerAPI(Protocol):
     def health(self, address: str) -> dict[str, Any]: ...
 
 
-class Manager(Dispatch, Mirror, Liveness):
+class Manager(Dispatch, Mirror, Liveness, Queries):
     """Owns the task DB, the nodes and the work sets, behind one lock.
 
     Request threads call submit/stop/get/list; the periodic passes dispatch_pending,
@@ -55,6 +57,7 @@ class Manager(Dispatch, Mirror, Liveness):
         self._disconnect_margin = disconnect_margin  # time a cut-off worker needs to stop a task itself
         self._lock = threading.RLock()
         self._tasks: dict[str, Task] = {}
+        self._index = TaskIndex()  # intake order, by state/node/service: fed by _save()
         self._event_ids: set[str] = set()
         self._uncommitted: set[str] = set()  # tasks whose intake write is not durable yet
         self._nodes = [Node(name=address, address=address, last_answer=clock()) for address in workers]
@@ -76,6 +79,7 @@ class Manager(Dispatch, Mirror, Liveness):
         for data in self._store.list("task"):
             task = Task.from_dict(data)
             self._tasks[task.id] = task
+            self._index.update(task)
         for record in self._store.list("event"):
             self._event_ids.add(record["id"])
             task = self._tasks.get(record["task_id"])
@@ -87,8 +91,12 @@ class Manager(Dispatch, Mirror, Liveness):
             log.info("loaded %d task(s) from the store", len(self._tasks))
 
     def _save(self, tasks: Iterable[Task] = (), events: Iterable[TaskEvent] = ()) -> Callable[[], None]:
-        """Queue task and event records for the store (caller holds the lock); return the wait."""
-        items: list[tuple[str, str, dict[str, Any] | None]] = [("task", t.id, t.to_dict()) for t in tasks]
+        """Queue task and event records for the store (caller holds the lock); return the wait.
+        Every task written goes through here, so this is also where the indexes follow it."""
+        items: list[tuple[str, str, dict[str, Any] | None]] = []
+        for task in tasks:
+            self._index.update(task)
+            items.append(("task", task.id, task.to_dict()))
         items += [("event", e.id, {"id": e.id, "task_id": e.task.id, "state": e.state.value,
                                    "timestamp": e.timestamp}) for e in events]
         if not items:
@@ -108,6 +116,7 @@ class Manager(Dispatch, Mirror, Liveness):
         except Exception as exc:
             with self._lock:
                 task.__dict__.update(before.__dict__)
+                self._index.update(task)
             raise Unavailable(f"task {task.id}: the change could not be recorded: {exc}") from None
 
     def _notify_change(self) -> None:
@@ -147,6 +156,7 @@ class Manager(Dispatch, Mirror, Liveness):
         except Exception as exc:
             with self._lock:
                 self._tasks.pop(task.id, None)
+                self._index.remove(task.id)
                 self._event_ids.discard(event.id)
                 self._uncommitted.discard(task.id)
             raise Unavailable(f"task {task.id} could not be recorded: {exc}") from None
@@ -192,7 +202,8 @@ class Manager(Dispatch, Mirror, Liveness):
             return copy.copy(self._task(task_id))
 
     def list(self) -> list[Task]:
-        """Copies of every task, oldest first."""
+        """Copies of every task, oldest first. Walks every task under the lock: for tests and
+        tools; request paths use query_tasks()."""
         with self._lock:
             return [copy.copy(t) for t in self._tasks.values()]
 

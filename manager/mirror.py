@@ -116,7 +116,8 @@ class Mirror:
     def _resend_missing(self: "Manager", node_name: str, held: dict[str, int]) -> None:
         """Attempts placed on the node that its full listing lacks (the worker holds none, or
         an older one) are sent again."""
-        missing = [t for t in self._tasks.values() if t.node == node_name and not t.state.is_terminal
+        placed = (self._tasks[i] for i in self._index.ids_on(node_name))
+        missing = [t for t in placed if not t.state.is_terminal
                    and t.desired_state == "running" and held.get(t.id, 0) < t.attempt]
         for task in missing:
             self._unsent.add(task.id)

@@ -4,13 +4,34 @@ from __future__ import annotations
 from typing import Any
 
 from common.openapi import (
-    TASK_ID, document, json_response, logs_operation, number_query, operation,
+    TASK_ID, document, json_response, logs_operation, number_query, operation, query,
 )
 from manager.jrpc import ENVELOPE_FIELDS, MAX_BATCH
+from manager.queries import DEFAULT_LIMIT, MAX_FILTER, MAX_LIMIT, NODE_STATES, STATES
 from node import DOWN, UP
 from task.schema import ref
 
 LOCATION = {"Location": "/tasks/<id>: the task"}
+NEXT = {"description": "the cursor of the next page (pass it as `after`); absent on the last page",
+        "schema": {"type": "string"}}
+LINK = {"description": 'the next page\'s URL, rel="next"; absent on the last page', "schema": {"type": "string"}}
+
+
+def _page_parameters(states: tuple[str, ...], *filters: str) -> tuple[dict[str, Any], ...]:
+    text = {"type": "string", "minLength": 1, "maxLength": MAX_FILTER}
+    return (
+        query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+              "items per page"),
+        query("after", text, "the cursor of the previous page (its X-Orca-Next header)"),
+        query("state", {"enum": list(states)}, "only items in this state"),
+        *(query(name, text, f"only tasks of this {name}") for name in filters),
+    )
+
+
+def _listing(operation_id: str, summary: str, tag: str, item: str, parameters: tuple) -> dict[str, Any]:
+    response = json_response(f"a page of {tag}", {"type": "array", "items": ref(item)})
+    response["headers"] = {"X-Orca-Next": NEXT, "Link": LINK}
+    return operation(operation_id, summary, tag, {200: response}, (400,), parameters=parameters)
 
 
 def _schemas() -> dict[str, dict[str, Any]]:
@@ -58,8 +79,8 @@ def _task_paths(max_wait: float, default_wait: float) -> dict[str, Any]:
                                                   {"anyOf": [ref("Task"), ref("RunResult")]}, LOCATION),
                                202: json_response("stop requested", ref("Task"))},
                               (400, 403, 404, 409, 413, 415, 503), parameters=(wait,), body=ref("TaskEvent")),
-            "get": operation("listTasks", "Every task, oldest first", "tasks",
-                             {200: json_response("the tasks", {"type": "array", "items": ref("Task")})}),
+            "get": _listing("listTasks", "A page of the tasks, oldest first", "tasks", "Task",
+                            _page_parameters(STATES, "node", "service")),
         },
         "/tasks/{task_id}": {
             "parameters": [TASK_ID],
@@ -84,8 +105,8 @@ def manager_document(max_wait: float, default_wait: float) -> dict[str, Any]:
     rpc_answer = {"anyOf": [ref("JsonRpcResponse"), {"type": "array", "items": ref("JsonRpcResponse")}]}
     paths = {
         **_task_paths(max_wait, default_wait),
-        "/nodes": {"get": operation("listNodes", "The workers with their latest stats", "nodes",
-                                    {200: json_response("the nodes", {"type": "array", "items": ref("Node")})})},
+        "/nodes": {"get": _listing("listNodes", "A page of the workers with their latest stats", "nodes", "Node",
+                                   _page_parameters(NODE_STATES))},
         "/health": {"get": operation("getManagerHealth", "Readiness: ok when every worker takes tasks", "meta",
                                      {200: json_response("the manager's and its workers' state",
                                                          ref("ManagerHealth"))}, open_route=True)},
