@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from scheduler import STRATEGIES
+from scheduler import ALIASES, DEFAULT, STRATEGIES
 from task.reference import InvalidReference, parse_pattern
 
 MIN_TOKEN = 16
@@ -34,7 +34,7 @@ class Config:
     workers: tuple[str, ...] = ()
     worker_name: str = ""
     log_level: str = "info"
-    scheduler: str = "round-robin"
+    scheduler: str = DEFAULT
     dispatch_interval: float = 1.0
     sync_interval: float = 0.5
     stats_interval: float = 2.0
@@ -171,7 +171,7 @@ def _build(env: Mapping[str, str], level: str) -> Config:
         workers=_workers(env.get("ORCA_WORKERS", "")),
         worker_name=env.get("ORCA_WORKER_NAME", "").strip(),
         log_level=level,
-        scheduler=_choice(env, "ORCA_SCHEDULER", "round-robin", tuple(STRATEGIES)),
+        scheduler=_scheduler(env),
         dispatch_interval=_float(env, "ORCA_DISPATCH_INTERVAL", 1.0, 0.05, 60),
         sync_interval=_float(env, "ORCA_SYNC_INTERVAL", 0.5, 0.05, 60),
         stats_interval=_float(env, "ORCA_STATS_INTERVAL", 2.0, 0.1, 600),
@@ -200,6 +200,12 @@ def _database_url(raw: str) -> str:
     if url and not url.startswith(("postgresql://", "postgres://")):
         raise ConfigError("ORCA_DATABASE_URL must start with postgresql:// (or be empty for the SQLite store)")
     return url
+
+
+def _scheduler(env: Mapping[str, str]) -> str:
+    """ORCA_SCHEDULER: a strategy's name (or an alias: roundrobin, e-pvm, bin-pack)."""
+    raw = env.get("ORCA_SCHEDULER", "").strip().lower()
+    return _choice({"ORCA_SCHEDULER": ALIASES.get(raw, raw)}, "ORCA_SCHEDULER", DEFAULT, tuple(STRATEGIES))
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -13,7 +13,6 @@ import logging
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from scheduler import place
 from task import Conflict, NotFound, Task, TaskEvent, ValidationError, WorkerRejected, WorkerUnavailable
 from task import lifecycle
 from task.lifecycle import Action
@@ -70,7 +69,7 @@ class Dispatch:
                     self._schedule_work(self._tasks[task_id])
             ids = list(self._work) + sorted(self._unsent) + sorted(self._stopping)
             self._work.clear()
-        delivered, unreachable, no_room = 0, set(), False
+        delivered, unreachable, no_room = 0, set(), {}
         for task_id in dict.fromkeys(ids):
             try:
                 outcome = self._reconcile(task_id, now, unreachable, no_room)
@@ -80,15 +79,16 @@ class Dispatch:
             if outcome == "delivered":
                 delivered += 1
             elif outcome in ("no_room", "retry"):
-                no_room = no_room or outcome == "no_room"
                 with self._lock:
                     if lifecycle.next_action(self._tasks[task_id], False) in (Action.PLACE, Action.CANCEL):
                         self._work[task_id] = None
         self.send_kills()
         return delivered
 
-    def _reconcile(self: "Manager", task_id: str, now: float, unreachable: set[str], no_room: bool) -> str:
-        """Take the next step for one task; return what happened."""
+    def _reconcile(self: "Manager", task_id: str, now: float, unreachable: set[str],
+                   no_room: dict[tuple, str]) -> str:
+        """Take the next step for one task; return what happened. `no_room` holds, for this
+        pass, the reason each shape of task (requests, constraints, ports) found no node."""
         with self._lock:
             task = self._tasks.get(task_id)
             if task is None or task_id in self._uncommitted:
@@ -97,7 +97,7 @@ class Dispatch:
             node = self._by_name.get(task.node or "")
             due = self._retry_at.get(task_id, (0.0, 0.0))[0] <= now
         if action is Action.PLACE:
-            return "no_room" if no_room else self._place(task)
+            return self._place(task, no_room)
         if action is Action.CANCEL:
             self._commit(task, lifecycle.cancel)
             self._settled(task)
@@ -111,11 +111,22 @@ class Dispatch:
             return "delivered" if ok else "later"
         return "skip"
 
-    def _place(self: "Manager", task: Task) -> str:
-        """Choose a node, record the new attempt durably, then send it."""
-        with self._lock:
-            node = place(self._scheduler, task, self._nodes)
-        if node is None:
+    def _place(self: "Manager", task: Task, no_room: dict[tuple, str]) -> str:
+        """Choose a node, record the new attempt durably, then send it. A task no node can
+        take stays pending with the reason (written only when it changes)."""
+        shape = _shape(task)
+        reason = no_room.get(shape)
+        if reason is None:
+            with self._lock:
+                if self._held(task.id):
+                    return "later"
+                placement = self._scheduler.place(task, self._cluster())
+            node, reason = placement.node, placement.reason
+        if reason is not None:
+            no_room[shape] = reason
+            if task.pending_reason != reason:
+                self._commit(task, lambda t: setattr(t, "pending_reason", reason))
+                log.info("task %s waits: %s", task.id, reason)
             return "no_room"
         self._commit(task, lambda t: lifecycle.place(t, node.name))
         with self._lock:
@@ -193,4 +204,16 @@ class Dispatch:
     def _settled(self: "Manager", task: Task) -> None:
         with self._lock:
             self._schedule_work(task)
+
+    def _held(self: "Manager", task_id: str) -> bool:
+        """True while a task may not be placed yet (a drain waits for its old copy to stop)."""
+        return False
+
+
+def _shape(task: Task) -> tuple:
+    """What decides whether a node can take a task, apart from the node: two tasks of one
+    shape fit on the same nodes."""
+    constraints = tuple((c["label"], c["op"], str(c["value"])) for c in task.constraints)
+    ports = tuple(sorted((k, p) for k, p in task.ports.items() if p is not None))
+    return task.cpu, task.memory, task.disk, constraints, ports
 

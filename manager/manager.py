@@ -16,6 +16,7 @@ from manager.dispatch import Dispatch
 from manager.index import TaskIndex
 from manager.liveness import Liveness
 from manager.mirror import Mirror
+from manager.placement import PlacementIndex
 from manager.queries import Queries
 from node import Node
 from scheduler import Scheduler
@@ -36,7 +37,7 @@ class WorkerAPI(Protocol):
     def health(self, address: str) -> dict[str, Any]: ...
 
 
-class Manager(Dispatch, Mirror, Liveness, Queries):
+class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex):
     """Owns the task DB, the nodes and the work sets, behind one lock.
 
     Request threads call submit/stop/get/list; the periodic passes dispatch_pending,
@@ -70,6 +71,7 @@ class Manager(Dispatch, Mirror, Liveness, Queries):
         Dispatch.__init__(self)
         Mirror.__init__(self)
         Liveness.__init__(self)
+        PlacementIndex.__init__(self)
         self._load()
 
     # ----- persistence
@@ -86,6 +88,7 @@ class Manager(Dispatch, Mirror, Liveness, Queries):
             if record.get("pending") and record.get("state") == State.COMPLETED.value and task is not None:
                 task.desired_state = DESIRED_STOPPED  # a stop queued by a manager from before desired_state
         for task in self._tasks.values():
+            self._track_placement(task)
             self._schedule_work(task)
         if self._tasks:
             log.info("loaded %d task(s) from the store", len(self._tasks))
@@ -96,6 +99,7 @@ class Manager(Dispatch, Mirror, Liveness, Queries):
         items: list[tuple[str, str, dict[str, Any] | None]] = []
         for task in tasks:
             self._index.update(task)
+            self._track_placement(task)
             items.append(("task", task.id, task.to_dict()))
         items += [("event", e.id, {"id": e.id, "task_id": e.task.id, "state": e.state.value,
                                    "timestamp": e.timestamp}) for e in events]
@@ -117,6 +121,7 @@ class Manager(Dispatch, Mirror, Liveness, Queries):
             with self._lock:
                 task.__dict__.update(before.__dict__)
                 self._index.update(task)
+                self._track_placement(task)
             raise Unavailable(f"task {task.id}: the change could not be recorded: {exc}") from None
 
     def _notify_change(self) -> None:

@@ -67,12 +67,18 @@ class Node:
         return data
 
     def record_stats(self, stats: dict[str, Any], seen_at: str) -> None:
-        """Take a fresh /stats answer: the node is up and its capacity is known."""
+        """Take a fresh /stats answer: the node is up and its capacity is known (what the
+        worker declares, ORCA_NODE_CAPACITY, or else the host's cores, memory and disk), and
+        its labels (ORCA_NODE_LABELS) if it reports them."""
         self.stats = stats
         self.cores = int(stats.get("cpu_count") or 0)
         self.memory = int((stats.get("memory") or {}).get("total") or 0)
         self.disk = int((stats.get("disk") or {}).get("total") or 0)
         self.task_count = int(stats.get("task_count") or 0)
+        self.capacity = _capacity(stats.get("capacity")) or {"cpu": float(self.cores), "memory": self.memory,
+                                                             "disk": self.disk}
+        if isinstance(stats.get("labels"), dict):
+            self.labels = {str(k): str(v) for k, v in stats["labels"].items()}
         self.last_seen = seen_at
         self.state = UP
         self.misses = 0
@@ -98,3 +104,17 @@ class Node:
         self.state, self.lost = DOWN, True
         self.generation += 1
         return True
+
+
+def _capacity(value: Any) -> dict[str, float] | None:
+    """A worker's declared capacity {"cpu", "memory", "disk"}, or None if absent or malformed."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        cpu, memory, disk = (value[r] for r in RESOURCES)
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1 << 60
+               for v in (cpu, memory, disk)):
+            return None
+        return {"cpu": float(cpu), "memory": int(memory), "disk": int(disk)}
+    except KeyError:
+        return None

@@ -106,7 +106,7 @@ def place(task: Task, node: str) -> None:
     """Record a new attempt of `task` on `node` (before anything is sent)."""
     check_transition(task.id, task.state, State.SCHEDULED)
     task.attempt += 1
-    task.node, task.state, task.version = node, State.SCHEDULED, 0
+    task.node, task.state, task.version, task.pending_reason = node, State.SCHEDULED, 0, None
     task.container_id, task.exit_code, task.host_ports = None, None, {}
     task.started_at = task.finished_at = None
 

@@ -53,6 +53,7 @@ class Task:
     stop_after_disconnect: float | None = None  # seconds cut off from the manager before the worker stops it
     constraints: list[dict[str, Any]] = field(default_factory=list)  # node labels the task needs (scheduler)
     service: str | None = None  # the service this task is a replica of; set by the services reconciler only
+    pending_reason: str | None = None  # why no node can take it yet (the scheduler's words); None once placed
     desired_state: str = DESIRED_RUNNING
     attempt: int = 0  # the placement this state belongs to: 0 before the first, +1 at each placement
     version: int = 0  # the version of the worker report last applied (manager) or of the last change (worker)

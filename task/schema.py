@@ -211,6 +211,8 @@ def _task_fields() -> dict[str, dict[str, Any]]:
         "attempt": {"type": "integer", "minimum": 0}, "version": {"type": "integer", "minimum": 0},
         "constraints": spec["constraints"],
         "service": {"type": ["string", "null"], "description": "the service this task is a replica of"},
+        "pending_reason": {"type": ["string", "null"],
+                           "description": "why no node can take the task yet; null once placed"},
     }
     names = list(Task().to_dict())
     missing = set(names) ^ set(fields)

@@ -44,5 +44,9 @@ def test_a_bad_variable_exits_2_with_one_line_naming_it(tmp_path, role, name, va
 
 def test_the_scheduler_is_one_of_the_strategies():
     assert from_env({"ORCA_SCHEDULER": " Round-Robin "}).scheduler == "round-robin"
-    with pytest.raises(ConfigError, match="ORCA_SCHEDULER must be one of round-robin, got 'nope'"):
+    assert from_env({"ORCA_SCHEDULER": "roundrobin"}).scheduler == "round-robin"
+    assert from_env({}).scheduler == "spread"
+    assert [from_env({"ORCA_SCHEDULER": s}).scheduler for s in ("binpack", "EPVM")] == ["binpack", "epvm"]
+    with pytest.raises(ConfigError, match="ORCA_SCHEDULER must be one of spread, binpack, epvm, round-robin, "
+                                          "got 'nope'"):
         from_env({"ORCA_SCHEDULER": "nope"})
