@@ -16,6 +16,8 @@ from manager.logs import TaskLogs
 from manager.manager import Manager
 from manager.openapi import manager_document
 from manager.queries import DEFAULT_LIMIT, MAX_LIMIT
+from manager.services import Services
+from manager.services_api import create_services_blueprint
 from task import State, Task, TaskEvent, Unavailable, WorkerUnavailable, parse_event
 from task.validation import check_image_allowed
 
@@ -26,7 +28,7 @@ NEXT_HEADER = "X-Orca-Next"  # the cursor of a listing's next page (absent on th
 
 
 def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_requests: int = MAX_LONG_REQUESTS,
-               metrics: ManagerMetrics | None = None) -> Flask:
+               metrics: ManagerMetrics | None = None, services: Services | None = None) -> Flask:
     """Build the manager's Flask app around a Manager.
 
     Args:
@@ -34,6 +36,8 @@ def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_
         max_long_requests: log follows and waits served at once (503 beyond).
         metrics: what GET /metrics reports (the service wires its hooks); default: the
             manager's gauges only.
+        services: the services over this manager (the service runs their reconcile pass);
+            default: one over the manager's store, reconciled by no one.
     """
     app = create_json_app("orca-manager")
     api = Blueprint("manager", __name__)
@@ -118,6 +122,7 @@ def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_
 
     app.register_blueprint(api)
     app.register_blueprint(create_jrpc_blueprint(manager, allowed_images))
+    app.register_blueprint(create_services_blueprint(services or Services(manager, manager.store), allowed_images))
     serve_document(app, manager_document(MAX_WAIT, DEFAULT_WAIT))
     serve_metrics(app, (metrics or ManagerMetrics(manager)).registry)
     return app

@@ -68,6 +68,7 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex):
         self._change_count = 0
         self.on_work: Callable[[], None] = lambda: None
         self.on_placed: Callable[[Task], None] = lambda task: None  # a worker accepted an attempt (metrics)
+        self.on_service_change: Callable[[], None] = lambda: None  # a service's replica was written (manager.services)
         Dispatch.__init__(self)
         Mirror.__init__(self)
         Liveness.__init__(self)
@@ -106,6 +107,8 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex):
         if not items:
             return _nothing
         self._notify_change()
+        if any(value and value.get("service") for _, _, value in items):
+            self.on_service_change()
         return self._store.submit(items)
 
     def _commit(self, task: Task, change: Callable[[Task], object]) -> None:
@@ -226,6 +229,11 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex):
     def accepting(self) -> bool:
         """False once the manager is shutting down."""
         return self._accepting
+
+    @property
+    def store(self) -> Store:
+        """The store the manager writes to (services keep their records there too)."""
+        return self._store
 
     @property
     def client(self) -> WorkerAPI:

@@ -8,6 +8,7 @@ from common.openapi import (
 )
 from manager.jrpc import ENVELOPE_FIELDS, MAX_BATCH
 from manager.queries import DEFAULT_LIMIT, MAX_FILTER, MAX_LIMIT, NODE_STATES, STATES
+from manager.services_openapi import service_paths, service_schemas
 from node import DOWN, UP
 from task.schema import ref
 
@@ -105,6 +106,7 @@ def manager_document(max_wait: float, default_wait: float) -> dict[str, Any]:
     rpc_answer = {"anyOf": [ref("JsonRpcResponse"), {"type": "array", "items": ref("JsonRpcResponse")}]}
     paths = {
         **_task_paths(max_wait, default_wait),
+        **service_paths(),
         "/nodes": {"get": _listing("listNodes", "A page of the workers with their latest stats", "nodes", "Node",
                                    _page_parameters(NODE_STATES))},
         "/health": {"get": operation("getManagerHealth", "Readiness: ok when every worker takes tasks", "meta",
@@ -118,4 +120,4 @@ def manager_document(max_wait: float, default_wait: float) -> dict[str, Any]:
             body=rpc_body, body_required=False)},  # any body gets a JSON-RPC answer, a parse error included
     }
     return document("Orca manager", "Accepts tasks, places them on workers, and reports their state.", paths,
-                    _schemas())
+                    {**_schemas(), **service_schemas()})

@@ -11,11 +11,13 @@ from common.metrics import ManagerMetrics
 from manager.api import create_app
 from manager.client import WorkerClient
 from manager.manager import Manager
+from manager.services import Services
 from scheduler import get_scheduler
 from store import open_store
 
 log = logging.getLogger(__name__)
 
+SERVICES_INTERVAL = 1.0  # seconds between the services' safety-net reconcile passes (changes wake them at once)
 LONG_POLL = 2.0  # seconds a watcher's GET /tasks?since=N&wait=S may wait for a change
 
 
@@ -29,7 +31,9 @@ class ManagerService:
         self.manager = Manager(workers, client, get_scheduler(config.scheduler), store, config.down_after)
         self.metrics = ManagerMetrics(self.manager)
         self.manager.on_placed = self.metrics.placed
-        app = create_app(self.manager, allowed_images=config.allowed_images, metrics=self.metrics)
+        self.services = Services(self.manager, store)
+        app = create_app(self.manager, allowed_images=config.allowed_images, metrics=self.metrics,
+                         services=self.services)
         require_token(app, config.token)
         self.server = Server(app, config.manager_host, config.manager_port,
                              threads=config.http_threads, name="manager")
@@ -37,7 +41,9 @@ class ManagerService:
         self.jobs.add("sync_nodes", self.manager.sync_nodes, config.stats_interval)
         self.jobs.add("dispatch_pending", self.manager.dispatch_pending, config.dispatch_interval)
         self.jobs.add("sync_tasks", self.manager.sync_tasks, config.sync_interval)
+        self.jobs.add("reconcile_services", self.services.reconcile_services, SERVICES_INTERVAL)
         self.manager.on_work = lambda: self.jobs.wake("dispatch_pending")
+        self.manager.on_service_change = self.services.on_change = lambda: self.jobs.wake("reconcile_services")
         self._workers = workers
         self._stopped = False
         self._halt = threading.Event()

@@ -34,6 +34,7 @@ class Report:
     host_ports: dict[str, int] | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    healthy: bool | None = None
 
     @property
     def has_copy(self) -> bool:
@@ -62,7 +63,7 @@ def judge(task: Task, node: str, report: Report) -> Verdict:
     return Verdict.APPLY
 
 
-OBSERVED = ("restart_count", "container_id", "exit_code", "error", "started_at", "finished_at")
+OBSERVED = ("restart_count", "container_id", "exit_code", "error", "started_at", "finished_at", "healthy")
 
 
 def apply_report(task: Task, report: Report) -> None:
@@ -108,7 +109,7 @@ def place(task: Task, node: str) -> None:
     task.attempt += 1
     task.node, task.state, task.version, task.pending_reason = node, State.SCHEDULED, 0, None
     task.container_id, task.exit_code, task.host_ports = None, None, {}
-    task.started_at = task.finished_at = None
+    task.started_at = task.finished_at = task.healthy = None
 
 
 def cancel(task: Task) -> None:
@@ -188,6 +189,7 @@ def on_exit(task: Task, end: Exit, stop_requested: bool, failure: str | None, de
     if end.error and outcome is State.FAILED:
         error = f"{error}: {end.error}"
     task.exit_code, task.finished_at = end.exit_code, end.finished_at or utc_now()
+    task.healthy = None  # a new container (or none) has not been probed yet
     if not stop_requested and should_restart(task.restart_policy, outcome, task.restart_count, task.max_restarts):
         if outcome is State.FAILED:
             check_transition(task.id, task.state, State.FAILED)

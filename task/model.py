@@ -66,6 +66,10 @@ class Task:
     created_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    service_version: int | None = None  # the version of the service's spec this replica runs (services only)
+    # Observed: the last health probe passed (True) or failed (False); None: no health check,
+    # or not probed since the container (re)started.
+    healthy: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the task as the contract's JSON object (containers copied, not shared).

@@ -213,6 +213,9 @@ def _task_fields() -> dict[str, dict[str, Any]]:
         "service": {"type": ["string", "null"], "description": "the service this task is a replica of"},
         "pending_reason": {"type": ["string", "null"],
                            "description": "why no node can take the task yet; null once placed"},
+        # services: the version of the replica's spec, and the health probe's verdict
+        "service_version": {"type": ["integer", "null"], "minimum": 1},
+        "healthy": {"type": ["boolean", "null"]},
     }
     names = list(Task().to_dict())
     missing = set(names) ^ set(fields)

@@ -58,6 +58,7 @@ def parse_report(data: Any) -> Report:
         host_ports={str(k): int(v) for k, v in ports.items() if isinstance(v, int) and not isinstance(v, bool)},
         started_at=_text(data.get("started_at"), "started_at"),
         finished_at=_text(data.get("finished_at"), "finished_at"),
+        healthy=_optional_bool(data.get("healthy"), "healthy"),
     )
 
 
@@ -69,6 +70,12 @@ def _int(value: Any, name: str, minimum: int, maximum: int = MAX_VERSION) -> int
 
 def _optional_int(value: Any, name: str) -> int | None:
     return None if value is None else _int(value, name, -(1 << 31))
+
+
+def _optional_bool(value: Any, name: str) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise ValidationError(f"task report {name} must be true, false or null")
+    return value
 
 
 def _text(value: Any, name: str) -> str | None:

@@ -79,12 +79,27 @@ class Upkeep:
             if task.state is not State.RUNNING or url is None:
                 continue
             problem = self._probe(url)
+            self._record_health(task, problem is None)
             misses = 0 if problem is None else self._health_misses.get(task.id, 0) + 1
             self._health_misses[task.id] = misses
             if misses >= self.worker.policy.health_failures:
                 log.warning("task %s unhealthy %d times: %s", task.id, misses, problem)
                 self._health_misses.pop(task.id, None)
                 self.worker.restart_unhealthy(task.id, problem or "unhealthy")
+
+    def _record_health(self, probed: Task, healthy: bool) -> None:
+        """Report the probe's verdict (a new version only when it changes), for the manager's
+        services: a replica counts as updated only once it passes its health check."""
+        if probed.healthy is healthy:
+            return
+
+        def change(task: Task) -> bool:
+            same = (task.attempt, task.restart_count, task.state) == (probed.attempt, probed.restart_count, State.RUNNING)
+            if not same or task.healthy is healthy:
+                return False
+            task.healthy = healthy
+            return True
+        self.worker.db.update(probed.id, change)
 
     # ----- a lost manager
 
