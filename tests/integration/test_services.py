@@ -1,0 +1,104 @@
+"""Services against real processes and the real engine: one manager and three workers
+(`python main.py`), busybox httpd replicas with a health check."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import requests
+
+from tests.integration.conftest import wait_for
+
+HTTPD = ["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"]
+TIMEOUT = 90  # seconds for a convergence on a loaded 2-core machine
+
+
+@pytest.fixture
+def orca3(cluster):
+    return cluster.start("all", workers=3, ORCA_HEALTH_INTERVAL="0.3", ORCA_HEALTH_FAILURES="2",
+                         ORCA_STOP_TIMEOUT="1")
+
+
+def spec(image, health="/index.html"):
+    return {"image": image, "command": HTTPD, "ports": {"8080/tcp": None}, "health_check": health}
+
+
+def service(url, name="web"):
+    return requests.get(f"{url}/services/{name}", timeout=5).json()
+
+
+def live(url, name="web"):
+    tasks = requests.get(f"{url}/services/{name}/tasks", timeout=5).json()
+    return [t for t in tasks if t["state"] == "running" and t["desired_state"] == "running"]
+
+
+def converged(url, count, version=None, name="web"):
+    """The service runs exactly `count` healthy replicas (of `version`) and nothing else."""
+    def check():
+        s, replicas = service(url, name), live(url, name)
+        versions = {t["service_version"] for t in replicas}
+        ok = s["running"] == s["healthy"] == count == len(replicas) and (version is None or versions <= {version})
+        return replicas if ok else None
+    return wait_for(check, TIMEOUT, 0.2, what=f"{count} healthy replicas of {name}")
+
+
+def running_containers(cluster):
+    return [c for c in cluster.containers(all=False)]
+
+
+def test_spread_scale_failing_update_pauses_then_rollback(cluster, orca3, test_image):
+    url = orca3.manager_url
+    created = requests.post(f"{url}/services", json={
+        "name": "web", "replicas": 6, "task": spec(test_image),
+        "update": {"min_healthy_time": 1, "healthy_deadline": 8, "on_failure": "pause"}}, timeout=5)
+    assert created.status_code == 201, created.text
+    replicas = converged(url, 6)
+    assert sorted(Counter(t["node"] for t in replicas).values()) == [2, 2, 2]
+    assert len(running_containers(cluster)) == 6
+
+    assert requests.post(f"{url}/services/web/scale", json={"replicas": 9}, timeout=5).ok
+    replicas = converged(url, 9)
+    assert sorted(Counter(t["node"] for t in replicas).values()) == [3, 3, 3]
+
+    assert requests.post(f"{url}/services/web/scale", json={"replicas": 2}, timeout=5).ok
+    replicas = converged(url, 2)
+    assert len({t["node"] for t in replicas}) == 2  # scale-down keeps them spread
+    wait_for(lambda: len(running_containers(cluster)) == 2, TIMEOUT, 0.2, what="7 containers stopped")
+
+    # A version whose health check fails: the rollout pauses, an old replica still serves.
+    put = requests.put(f"{url}/services/web", json={"task": spec(test_image, health="/missing")}, timeout=5)
+    assert put.ok and put.json()["rollout"]["state"] == "running" and put.json()["replicas"] == 2
+    paused = wait_for(lambda: (s := service(url))["rollout"]["state"] == "paused" and s, TIMEOUT, 0.2,
+                      what="the rollout to pause")
+    assert "not healthy within 8s" in paused["rollout"]["reason"]
+    old = [t for t in live(url) if t["service_version"] == 1]
+    assert len(old) == 1 and old[0]["healthy"] is True
+    answer = requests.get(f"http://127.0.0.1:{old[0]['host_ports']['8080/tcp']}/index.html", timeout=5)
+    assert answer.status_code == 200 and answer.text == "ok\n"
+    assert requests.post(f"{url}/services/web/scale", json={"replicas": 3}, timeout=5).ok  # paused: allowed
+
+    back = requests.post(f"{url}/services/web/rollback", timeout=5).json()
+    assert back["version"] == 1 and back["rollout"]["state"] == "rolled_back"
+    converged(url, 3, version=1)
+
+    assert requests.delete(f"{url}/services/web", timeout=5).status_code == 202
+    wait_for(lambda: requests.get(f"{url}/services/web", timeout=5).status_code == 404, TIMEOUT, 0.2,
+             what="the service to be gone")
+    wait_for(lambda: not running_containers(cluster), TIMEOUT, 0.2, what="every replica stopped")
+
+
+def test_start_first_update_that_fails_rolls_back_with_the_old_replicas_serving(cluster, orca3, test_image):
+    url = orca3.manager_url
+    requests.post(f"{url}/services", json={
+        "name": "api", "replicas": 3, "task": spec(test_image),
+        "update": {"min_healthy_time": 1, "healthy_deadline": 6, "on_failure": "rollback", "order": "start-first",
+                   "max_parallel": 2}}, timeout=5).raise_for_status()
+    before = {t["id"] for t in converged(url, 3, name="api")}
+    requests.put(f"{url}/services/api", json={"task": spec(test_image, health="/missing")},
+                 timeout=5).raise_for_status()
+    wait_for(lambda: service(url, "api")["rollout"]["state"] == "rolled_back", TIMEOUT, 0.2, what="a rollback")
+    assert service(url, "api")["version"] == 1
+    after = converged(url, 3, version=1, name="api")
+    assert {t["id"] for t in after} == before  # start-first: no old replica was ever stopped
+    versions = requests.get(f"{url}/services/api/versions", timeout=5).json()
+    assert [(v["version"], v["current"]) for v in versions] == [(1, True), (2, False)]
