@@ -23,6 +23,7 @@ from typing import Any, Callable
 from service.model import PAUSED, ROLLED_BACK, RUNNING, Rollout, Service, UpdatePolicy
 from service.reconcile import Desired, NodeView, Plan, Replica, reconcile
 from service.validation import ServiceRequest, merge_update
+from manager.queries import MAX_LIMIT
 from task import DESIRED_STOPPED, Conflict, NotFound, State, Task, TaskEvent, Unavailable, utc_now
 
 log = logging.getLogger(__name__)
@@ -176,14 +177,13 @@ class Services:
         """Every service with its observed counts, oldest first."""
         with self._lock:
             services = [copy.deepcopy(s) for s in self._services.values()]
-        by_service = self._tasks_by_service()
-        return [self._view(s, by_service.get(s.name, [])) for s in services]
+        return [self._view(s, self._service_tasks(s.name)) for s in services]
 
     def tasks(self, name: str) -> list[Task]:
         """The service's replicas (ended ones included), oldest first; raises NotFound."""
         with self._lock:
             self._service(name)
-        return self._tasks_by_service().get(name, [])
+        return self._service_tasks(name)
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         """The kept versions, oldest first, the current one marked."""
@@ -205,11 +205,11 @@ class Services:
         """One pass over every service, each in its own try."""
         with self._pass:
             now = self._clock()
-            by_service = self._tasks_by_service()
-            self._forget_gone(by_service)
-            nodes = self._node_views()
             with self._lock:
                 names = list(self._services)
+            by_service = {name: self._service_tasks(name) for name in names}
+            self._forget_gone(by_service)
+            nodes = self._node_views()
             for name in names:
                 try:
                     self._reconcile_one(name, by_service.get(name, []), nodes, now)
@@ -310,12 +310,16 @@ class Services:
                        ended=ended, failed=failed, stopping=task.desired_state == DESIRED_STOPPED,
                        healthy_since=seen.healthy_since, created_at=seen.placed_at, ended_at=seen.ended_at)
 
-    def _tasks_by_service(self) -> dict[str, list[Task]]:
-        by_service: dict[str, list[Task]] = {}
-        for task in self._manager.list():
-            if task.service:
-                by_service.setdefault(task.service, []).append(task)
-        return by_service
+    def _service_tasks(self, name: str) -> list[Task]:
+        """Every task of the service (the manager's index by service), oldest first."""
+        tasks: list[Task] = []
+        after = None
+        while True:
+            page = self._manager.query_tasks(service=name, after=after, limit=MAX_LIMIT)
+            tasks += page.items
+            if page.next is None:
+                return tasks
+            after = page.next
 
     def _forget_gone(self, by_service: dict[str, list[Task]]) -> None:
         known = {t.id for tasks in by_service.values() for t in tasks}
