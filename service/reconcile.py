@@ -16,7 +16,8 @@ Rollout rules (README, "Services"), with N the desired replicas and P `max_paral
 - A replica is updated once it has been healthy (running, and passing its health check if it
   has one) for `min_healthy_time`. A new replica that fails (ends failed, not because its node
   was lost) or is not updated within `healthy_deadline` of its placement fails the rollout:
-  it pauses (nothing more is replaced; replicas that end are replaced with the old version)
+  it pauses (nothing is stopped or replaced, the new replicas stay; a replica that ends is
+  replaced with the old version)
   or rolls back (the previous version again, replaced at once, paced only by `order`).
 - Outside a running rollout the same rules run with P = N (scaling, restarts, rollback).
 - Scaling down stops, one at a time: unplaced replicas and those on draining nodes first, then
@@ -167,11 +168,12 @@ def _converge(desired: Desired, target: int, parallel: int | None, every: list[R
 
 def _paused(n: int, rollout: Rollout, every: list[Replica], held: list[Replica],
             nodes: Sequence[NodeView]) -> tuple[list[int], list[str]]:
-    """A paused rollout replaces nothing: it only keeps the count, with the old version."""
+    """A paused rollout replaces nothing and stops nothing: its new replicas stay as they are;
+    a replica that ends is replaced with the old version; only a scale-down stops old ones."""
     live = [r for r in every if r.live]
-    if len(live) > n:
-        newest_first = sorted(live, key=lambda r: r.version != rollout.to_version)
-        return [], _choose_stops(newest_first, len(live) - n, every, nodes)
+    old = [r for r in live if r.version != rollout.to_version]
+    if len(old) > n:
+        return [], _choose_stops(old, len(old) - n, every, nodes)
     missing = n - len(live) - len(held)
     return [rollout.from_version] * max(0, missing), []
 
