@@ -178,6 +178,10 @@ class ManagerClient:
         """The workers with their latest stats."""
         return self._every("/nodes")
 
+    def call_json(self, method: str, path: str, shape: type = dict, **kwargs: Any) -> Any:
+        """Any other route answering JSON of `shape` (objects named by id or name)."""
+        return self._json(self._call(method, path, **kwargs), shape)
+
     def logs(self, task_id: str, tail: int | None = None, follow: bool = False,
              stream: str | None = None) -> Iterator[bytes]:
         """Yield a task's output as it arrives from GET /tasks/<id>/logs.

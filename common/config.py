@@ -56,6 +56,7 @@ class Config:
     lease_ttl: float = 15.0
     manager_name: str = ""
     allowed_images: tuple[str, ...] = ()
+    placeholder_image: str = "busybox"  # what a seed-API container that names no image runs (sleep infinity)
 
     def worker_address(self, index: int = 0) -> str:
         """host:port of the index-th worker of this process."""
@@ -191,7 +192,16 @@ def _build(env: Mapping[str, str], level: str) -> Config:
         database_url=_database_url(env.get("ORCA_DATABASE_URL", "")),
         lease_ttl=_float(env, "ORCA_LEASE_TTL", 15.0, 0.5, 3600),
         manager_name=env.get("ORCA_MANAGER_NAME", "").strip(),
+        placeholder_image=_placeholder(env.get("ORCA_PLACEHOLDER_IMAGE", "")),
     )
+
+
+def _placeholder(raw: str) -> str:
+    """ORCA_PLACEHOLDER_IMAGE: an image reference (default busybox)."""
+    image = raw.strip() or "busybox"
+    if len(image) > 512 or any(c.isspace() for c in image):
+        raise ConfigError(f"ORCA_PLACEHOLDER_IMAGE must be an image reference, got {image[:64]!r}")
+    return image
 
 
 def _database_url(raw: str) -> str:

@@ -16,6 +16,7 @@ from manager.logs import TaskLogs
 from manager.manager import Manager
 from manager.openapi import manager_document
 from manager.queries import DEFAULT_LIMIT, MAX_LIMIT
+from manager.clusters import create_clusters_blueprint
 from manager.services import Services
 from manager.services_api import create_services_blueprint
 from task import State, Task, TaskEvent, Unavailable, WorkerUnavailable, parse_event
@@ -28,7 +29,8 @@ NEXT_HEADER = "X-Orca-Next"  # the cursor of a listing's next page (absent on th
 
 
 def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_requests: int = MAX_LONG_REQUESTS,
-               metrics: ManagerMetrics | None = None, services: Services | None = None) -> Flask:
+               metrics: ManagerMetrics | None = None, services: Services | None = None,
+               placeholder_image: str = "busybox") -> Flask:
     """Build the manager's Flask app around a Manager.
 
     Args:
@@ -122,7 +124,9 @@ def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_
 
     app.register_blueprint(api)
     app.register_blueprint(create_jrpc_blueprint(manager, allowed_images))
-    app.register_blueprint(create_services_blueprint(services or Services(manager, manager.store), allowed_images))
+    services = services or Services(manager, manager.store)
+    app.register_blueprint(create_services_blueprint(services, allowed_images))
+    app.register_blueprint(create_clusters_blueprint(services, placeholder_image, allowed_images))
     serve_document(app, manager_document(MAX_WAIT, DEFAULT_WAIT))
     serve_metrics(app, (metrics or ManagerMetrics(manager)).registry)
     return app

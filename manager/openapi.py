@@ -8,7 +8,7 @@ from common.openapi import (
 )
 from manager.jrpc import ENVELOPE_FIELDS, MAX_BATCH
 from manager.queries import DEFAULT_LIMIT, MAX_FILTER, MAX_LIMIT, NODE_STATES, STATES
-from manager.services_openapi import service_paths, service_schemas
+from manager.services_openapi import cluster_paths, service_paths, service_schemas
 from node import DOWN, UP
 from task.schema import ref
 
@@ -107,6 +107,7 @@ def manager_document(max_wait: float, default_wait: float) -> dict[str, Any]:
     paths = {
         **_task_paths(max_wait, default_wait),
         **service_paths(),
+        **cluster_paths(),
         "/nodes": {"get": _listing("listNodes", "A page of the workers with their latest stats", "nodes", "Node",
                                    _page_parameters(NODE_STATES))},
         "/health": {"get": operation("getManagerHealth", "Readiness: ok when every worker takes tasks", "meta",

@@ -33,7 +33,7 @@ class ManagerService:
         self.manager.on_placed = self.metrics.placed
         self.services = Services(self.manager, store)
         app = create_app(self.manager, allowed_images=config.allowed_images, metrics=self.metrics,
-                         services=self.services)
+                         services=self.services, placeholder_image=config.placeholder_image)
         require_token(app, config.token)
         self.server = Server(app, config.manager_host, config.manager_port,
                              threads=config.http_threads, name="manager")

@@ -68,6 +68,11 @@ class Services:
         if self._services:
             log.info("loaded %d service(s) from the store", len(self._services))
 
+    @property
+    def manager(self):
+        """The Manager whose task DB holds the replicas."""
+        return self._manager
+
     # ----- requests
 
     def create(self, request: ServiceRequest) -> dict[str, Any]:
@@ -117,6 +122,18 @@ class Services:
         service.version, service.task = number, dict(task)
         log.info("service %s: rolling out version %d (from %d)", service.name, number, good)
         self.on_event("rollout_started", {"service": service.name, "from_version": good, "to_version": number})
+
+    def apply(self, request: ServiceRequest) -> tuple[dict[str, Any], bool]:
+        """Create the service, or update it if it exists (the seed API's upsert); returns
+        (the service, whether it was created)."""
+        with self._lock:
+            exists = request.name in self._services
+        if not exists:
+            try:
+                return self.create(request), True
+            except Conflict:
+                pass  # created meanwhile: update it
+        return self.update(request.name or "", request), False
 
     def scale(self, name: str, replicas: int) -> dict[str, Any]:
         """Set the desired replicas; Conflict while a rollout is running."""
@@ -210,21 +227,23 @@ class Services:
             by_service = {name: self._service_tasks(name) for name in names}
             self._forget_gone(by_service)
             nodes = self._node_views()
+            sound = {n.name for n in self._manager.nodes() if n.is_up and n.misses == 0}
             for name in names:
                 try:
-                    self._reconcile_one(name, by_service.get(name, []), nodes, now)
+                    self._reconcile_one(name, by_service.get(name, []), nodes, sound, now)
                 except (Unavailable, Conflict, NotFound) as exc:
                     log.info("service %s: reconcile deferred: %s", name, exc)
                 except Exception:
                     log.exception("service %s: reconcile failed; it will be tried again", name)
 
-    def _reconcile_one(self, name: str, tasks: list[Task], nodes: list[NodeView], now: float) -> None:
+    def _reconcile_one(self, name: str, tasks: list[Task], nodes: list[NodeView], sound: set[str],
+                       now: float) -> None:
         with self._lock:
             service = self._services.get(name)
             if service is None:
                 return
             desired = Desired(service.replicas, service.version, service.update, service.rollout, service.deleting)
-            replicas = [self._replica(task, now) for task in tasks]
+            replicas = [self._replica(task, task.node in sound, now) for task in tasks]
             plan = reconcile(desired, replicas, list(self._in_flight.get(name, ())), nodes, now, self._replace_delay)
             self._record(service, plan)
         if plan.gone:
@@ -290,13 +309,15 @@ class Services:
 
     # ----- observations
 
-    def _replica(self, task: Task, now: float) -> Replica:
-        """The reconciler's view of a task, with the manager's timers (caller holds the lock)."""
+    def _replica(self, task: Task, sound: bool, now: float) -> Replica:
+        """The reconciler's view of a task, with the manager's timers (caller holds the lock).
+        A replica counts as healthy only while its node answers every liveness check (`sound`):
+        what a node that stopped answering last reported is not evidence of health."""
         seen = self._seen.get(task.id)
         if seen is None or seen.attempt != task.attempt:
             seen = self._seen[task.id] = _Seen(attempt=task.attempt, placed_at=now)
         key = (task.attempt, task.restart_count)
-        if _healthy(task) and task.desired_state != DESIRED_STOPPED:
+        if sound and _healthy(task) and task.desired_state != DESIRED_STOPPED:
             if seen.healthy_key != key or seen.healthy_since is None:
                 seen.healthy_key, seen.healthy_since = key, now
         else:

@@ -92,3 +92,39 @@ def service_paths() -> dict[str, Any]:
                                                  {"type": "array", "items": ref("ServiceVersion")})}, (404,)),
         },
     }
+
+
+def cluster_paths() -> dict[str, Any]:
+    """The seed cluster's API (manager/clusters.py): Orca is cluster 0."""
+    cluster_id = {"name": "cluster_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1},
+                  "description": "the cluster: Orca is 0"}
+    summary = {"type": "object", "required": ["id", "nodes"], "properties": {"id": {"const": 0}}}
+    container = {"type": "object", "additionalProperties": False, "properties": {
+        "uniq_id": {"type": ["integer", "string"]}, "label": {"type": "string"}, "description": {"type": "string"},
+        "image": {"type": "string"}, "command": {"type": "array", "items": {"type": "string"}},
+        "replicas": REPLICAS}}
+    body = {"anyOf": [
+        {"type": "object", "required": ["container"], "additionalProperties": False,
+         "properties": {"container": container, "replicas": REPLICAS}},
+        {"type": "object", "required": ["containers"], "additionalProperties": False,
+         "properties": {"containers": {"type": "array", "items": container, "minItems": 1, "maxItems": 100}}}]}
+    result = {"type": "object", "required": ["cluster", "services"],
+              "properties": {"cluster": {"const": 0}, "services": {"type": "array", "items": ref("Service")}}}
+    read = {200: json_response("the cluster with its nodes (capacity, load, replicas)", summary)}
+    return {
+        "/clusters": {"get": operation("listClusters", "The clusters: Orca is cluster 0", "clusters",
+                                       {200: json_response("one cluster", {"type": "array", "items": summary})})},
+        "/clusters/{cluster_id}": {"parameters": [cluster_id],
+                                   "get": operation("getCluster", "Nodes and services", "clusters", read, (404,))},
+        "/clusters/{cluster_id}/stats": {"parameters": [cluster_id],
+                                         "get": operation("getClusterStats", "Nodes: capacity, load, replicas",
+                                                          "clusters", read, (404,))},
+        "/clusters/{cluster_id}/state": {"parameters": [cluster_id],
+                                         "get": operation("getClusterState", "Nodes: capacity, load, replicas",
+                                                          "clusters", read, (404,))},
+        "/clusters/{cluster_id}/service": {"parameters": [cluster_id], "post": operation(
+            "postClusterService", "Each container becomes a service (created, or updated if it exists)",
+            "clusters", {201: json_response("a service was created", result),
+                         200: json_response("every service existed and was updated", result)},
+            (400, 403, 404, 409, 413, 415, 503), body=body)},
+    }

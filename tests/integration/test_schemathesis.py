@@ -41,6 +41,7 @@ def orca_under_test(tmp_path_factory, docker_client, test_image):
     cluster = Cluster(tmp_path_factory.mktemp("schemathesis"), docker_client)
     try:
         yield cluster.start("all", workers=1, ORCA_STORE="memory", ORCA_ALLOWED_IMAGES=test_image,
+                            ORCA_PLACEHOLDER_IMAGE=test_image,
                             ORCA_RESTART_BACKOFF="60", ORCA_STOP_TIMEOUT="1")
     finally:
         close(cluster)
@@ -99,6 +100,22 @@ def bounded(case: Any, image: str) -> None:
             task["image"] = image
         if isinstance(task.get("ports"), dict):
             task["ports"] = dict.fromkeys(task["ports"])  # any free host port: never a chosen one
+    if case.method.upper() in ("POST", "PUT") and "/service" in case.path and isinstance(body, dict):
+        _few_replicas(body, image)
+
+
+def _few_replicas(body: dict, image: str) -> None:
+    """Services and seed containers: at most one replica each, of the test image."""
+    for holder in [body, body.get("container"), *(body.get("containers") or [])]:
+        if isinstance(holder, dict) and isinstance(holder.get("replicas"), int) and not isinstance(holder["replicas"], bool):
+            holder["replicas"] = min(holder["replicas"], 1)
+        if isinstance(holder, dict) and "image" in holder:
+            holder["image"] = image
+    task = body.get("task")
+    if isinstance(task, dict):
+        task["image"] = image
+        if isinstance(task.get("ports"), dict):
+            task["ports"] = dict.fromkeys(task["ports"])
 
 
 @manager_api.parametrize()

@@ -1,0 +1,86 @@
+"""The seed cluster's service requests (POST /clusters/0/service), parsed into service
+requests. Its containers name no image unless `image` is given: they then run the placeholder
+image (ORCA_PLACEHOLDER_IMAGE) with `sleep infinity`, so the requests work as sent."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from service.validation import ServiceRequest, parse_name, parse_replicas, parse_task_spec
+from task import ValidationError
+
+BODY_FIELDS = frozenset({"container", "containers", "replicas"})
+CONTAINER_FIELDS = frozenset({"uniq_id", "label", "description", "image", "command", "replicas"})
+PLACEHOLDER_COMMAND = ["sleep", "infinity"]
+MAX_CONTAINERS = 100
+
+
+def parse_seed_service(body: Any, placeholder: str) -> list[ServiceRequest]:
+    """One service request per container of the body.
+
+    `{"container": {...}, "replicas": N}` or `{"containers": [{..., "replicas": N}, ...]}`;
+    a container's name comes from its label (or description) and uniq_id.
+
+    Raises:
+        ValidationError: naming the field.
+    """
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object")
+    unknown = sorted(str(k) for k in body if k not in BODY_FIELDS)
+    if unknown:
+        raise ValidationError(f"unknown field {unknown[0][:64]}")
+    if ("container" in body) == ("containers" in body):
+        raise ValidationError("give either container or containers")
+    if "container" in body:
+        containers = [(body["container"], "container")]
+        default = body.get("replicas", 1)
+    else:
+        if "replicas" in body:
+            raise ValidationError("replicas belongs in each of containers")
+        items = body["containers"]
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_CONTAINERS:
+            raise ValidationError(f"containers must be a list of 1-{MAX_CONTAINERS} objects")
+        containers = [(item, f"containers[{i}]") for i, item in enumerate(items)]
+        default = 1
+    requests = [_container(item, where, default, placeholder) for item, where in containers]
+    names = [r.name for r in requests]
+    if len(set(names)) != len(names):
+        raise ValidationError("two containers have the same name (label or description, and uniq_id)")
+    return requests
+
+
+def _container(value: Any, where: str, default_replicas: Any, placeholder: str) -> ServiceRequest:
+    if not isinstance(value, dict):
+        raise ValidationError(f"{where} must be a JSON object")
+    unknown = sorted(str(k) for k in value if k not in CONTAINER_FIELDS)
+    if unknown:
+        raise ValidationError(f"unknown field {where}.{unknown[0][:64]}")
+    name = _name(value, where)
+    replicas = parse_replicas(value.get("replicas", default_replicas), f"{where}.replicas"
+                              if "replicas" in value else "replicas")
+    task: dict[str, Any] = {"image": value.get("image", placeholder)}
+    if "command" in value:
+        task["command"] = value["command"]
+    elif "image" not in value:
+        task["command"] = list(PLACEHOLDER_COMMAND)
+    try:
+        spec = parse_task_spec(task, name)
+    except ValidationError as exc:
+        raise ValidationError(f"{where}: {exc}") from None
+    return ServiceRequest(name, replicas, spec, None)
+
+
+def _name(value: dict, where: str) -> str:
+    """label (or description) and uniq_id, lowercased, other characters as '-'."""
+    text = value.get("label", value.get("description", "container"))
+    if not isinstance(text, str):
+        raise ValidationError(f"{where}.label must be a string")
+    uniq = value.get("uniq_id")
+    if uniq is not None and (isinstance(uniq, bool) or not isinstance(uniq, (int, str))):
+        raise ValidationError(f"{where}.uniq_id must be an integer or a string")
+    base = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "container"
+    suffix = re.sub(r"[^a-z0-9]+", "-", str(uniq).lower()).strip("-")[:20] if uniq is not None else ""
+    try:
+        return parse_name(f"{base}-{suffix}" if suffix else base)
+    except ValidationError:
+        raise ValidationError(f"{where}: label and uniq_id do not make a service name") from None
