@@ -65,6 +65,8 @@ class Services:
         self._seen: dict[str, _Seen] = {}
         self.on_change: Callable[[], None] = lambda: None  # wakes the reconcile pass
         self.on_event: Callable[[str, dict[str, Any]], None] = lambda kind, data: None  # rollout events
+        if hasattr(manager, "drain_replacement"):  # the drainer's hook (manager/nodes/drain.py)
+            manager.drain_replacement = self.take_over_drained
         if self._services:
             log.info("loaded %d service(s) from the store", len(self._services))
 
@@ -216,6 +218,18 @@ class Services:
         data["healthy"] = sum(1 for t in live if _healthy(t))
         return data
 
+    def take_over_drained(self, task: Task, node: str) -> bool:
+        """A replica of a live service on a draining node is ours to move: the reconciler
+        places its replacement first and stops it once a replica elsewhere is updated in its
+        place (service/reconcile.py). Returns False for a service being deleted or unknown."""
+        with self._lock:
+            service = self._services.get(task.service or "")
+            ours = service is not None and not service.deleting
+        if ours:
+            log.info("service %s: replica %s on draining node %s is replaced first", task.service, task.id, node)
+            self.on_change()
+        return ours
+
     # ----- the reconcile pass
 
     def reconcile_services(self) -> None:
@@ -351,7 +365,7 @@ class Services:
     def _node_views(self) -> list[NodeView]:
         views = []
         for node in self._manager.nodes():
-            draining = bool(getattr(node, "drain", None)) or getattr(node, "eligible", True) is False
+            draining = bool(getattr(node, "drain", None))
             capacity = getattr(node, "capacity", None) or {}
             allocated = getattr(node, "allocated", None) or {}
             shares = [allocated.get(k, 0) / capacity[k] for k in ("cpu", "memory") if capacity.get(k)]

@@ -20,6 +20,9 @@ Rollout rules (README, "Services"), with N the desired replicas and P `max_paral
   replaced with the old version)
   or rolls back (the previous version again, replaced at once, paced only by `order`).
 - Outside a running rollout the same rules run with P = N (scaling, restarts, rollback).
+- Replicas on a draining node are replaced start-first: their replacements are placed (the
+  scheduler never picks a draining node) and each is stopped once a replica elsewhere is
+  updated in its place.
 - Scaling down stops, one at a time: unplaced replicas and those on draining nodes first, then
   unhealthy ones, then those on the node holding most of the service's replicas (then the
   fullest node, then the newest replica).
@@ -108,13 +111,25 @@ def reconcile(desired: Desired, replicas: Sequence[Replica], in_flight: Sequence
             rollout = rollout.with_state(PAUSED, failure)
     held = [r for r in every if r.ended and not r.stopping and r.ended_at is not None
             and now < r.ended_at + replace_delay]  # ended by themselves: replaced after the delay
+    draining = {node.name for node in nodes if node.draining}
+    leaving = [r for r in every if r.live and r.node in draining]
+    staying = [r for r in every if not (r.live and r.node in draining)]
     if rollout is not None and rollout.state == PAUSED:
-        place, stop = _paused(desired.replicas, rollout, every, held, nodes)
+        place, stop = _paused(desired.replicas, rollout, staying, held, nodes)
     else:
         parallel = desired.update.max_parallel if rollout is not None and rollout.state == RUNNING else None
-        place, stop = _converge(desired, version, parallel, every, held, nodes, now)
+        place, stop = _converge(desired, version, parallel, staying, held, nodes, now)
+    stop += _leave(desired, leaving, staying, nodes, now)
     rollout = _progress(desired, version, rollout, every, now, stop)
     return Plan(version, rollout, tuple(place), tuple(stop))
+
+
+def _leave(desired: Desired, leaving: list[Replica], staying: list[Replica], nodes: Sequence[NodeView],
+           now: float) -> list[str]:
+    """Replicas on draining nodes are replaced first (their replacements are placed as if they
+    were gone) and stopped once enough replicas elsewhere are updated to take their place."""
+    updated = sum(1 for r in staying if is_updated(r, desired.update, now))
+    return _choose_stops(leaving, len(leaving) - max(0, desired.replicas - updated), leaving, nodes)
 
 
 def is_updated(replica: Replica, policy: UpdatePolicy, now: float) -> bool:

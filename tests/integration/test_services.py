@@ -130,3 +130,23 @@ def test_the_seed_clusters_requests_as_sent(cluster, test_image):
                                                              "replicas": 3}, timeout=10)
     assert again.status_code == 200 and again.json()["services"][0]["replicas"] == 3  # an upsert: scaled
     converged(url, 3, name="description-0")
+
+
+def test_a_rollout_resumes_after_the_manager_is_killed(cluster, test_image):
+    orca = cluster.start("all", workers=2, ORCA_STOP_TIMEOUT="1")
+    url = orca.manager_url
+    requests.post(f"{url}/services", json={
+        "name": "calm", "replicas": 3, "task": {"image": test_image, "command": ["sleep", "infinity"]},
+        "update": {"min_healthy_time": 3, "order": "start-first"}}, timeout=5).raise_for_status()
+    converged(url, 3, name="calm")
+    requests.put(f"{url}/services/calm", json={"task": {"image": test_image, "command": ["sleep", "99999"]}},
+                 timeout=5).raise_for_status()
+    wait_for(lambda: any(t["service_version"] == 2 for t in live(url, "calm")), TIMEOUT, 0.1,
+             what="a replica of version 2")
+    orca.restart()  # kill -9 of the manager (and its workers) mid-rollout; the containers stay
+    url = orca.manager_url
+    assert service(url, "calm")["rollout"]["state"] == "running"
+    wait_for(lambda: service(url, "calm")["rollout"]["state"] == "completed", TIMEOUT, 0.2,
+             what="the rollout to complete after the restart")
+    converged(url, 3, version=2, name="calm")
+    wait_for(lambda: len(running_containers(cluster)) == 3, TIMEOUT, 0.2, what="exactly 3 containers")

@@ -45,12 +45,16 @@ def test_scale_down_keeps_the_spread():
 
 
 def test_scale_down_order_draining_then_unhealthy_then_fullest():
-    nodes = [NodeView("a", load=0.9), NodeView("b", draining=True), NodeView("c", load=0.1)]
-    replicas = [up("on-a", node="a"), up("on-a2", node="a"), up("on-b", node="b"),
-                Replica("sick", 1, node="c", running=True, healthy_since=None), up("on-c", node="c")]
-    assert plan_for(replicas, n=4, nodes=nodes).stop == ("on-b",)
-    assert plan_for(replicas, n=3, nodes=nodes).stop == ("on-b", "sick")
-    assert plan_for(replicas, n=2, nodes=nodes).stop[2] in ("on-a", "on-a2")
+    nodes = [NodeView("a", load=0.9), NodeView("b", draining=True), NodeView("c", load=0.1), NodeView("d")]
+    replicas = [up("on-a", node="a"), up("on-a2", node="a"), up("on-b", node="b"), up("on-c", node="c")]
+    assert plan_for(replicas, n=3, nodes=nodes).stop == ("on-b",)
+    sick = Replica("sick", 1, node="c", running=True, healthy_since=None)
+    replicas = [up("on-a", node="a"), up("on-a2", node="a"), sick, up("on-c", node="c"), up("on-d", node="d")]
+    assert plan_for(replicas, n=4, nodes=nodes).stop == ("sick",)
+    assert plan_for(replicas, n=3, nodes=nodes).stop[1] in ("on-a", "on-a2")  # then the fullest node
+    # a draining node's replica waits for an unhealthy one elsewhere to be healthy (start-first)
+    replicas = [up("on-b", node="b"), sick, up("on-d", node="d")]
+    assert plan_for(replicas, n=2, nodes=nodes).stop == ()
 
 
 def test_unplaced_replicas_are_stopped_first():
@@ -256,3 +260,21 @@ def test_a_paused_rollout_changes_nothing(n, policy):
         plan = model.step(desired)
         assert plan.place == () and plan.stop == () and plan.rollout.state == PAUSED
     assert {r.task_id for r in model.live()} == before
+
+
+def test_a_draining_nodes_replicas_are_replaced_first_then_stopped():
+    nodes = [NodeView("a", draining=True), NodeView("b"), NodeView("c")]
+    replicas = [up("t0", node="a"), up("t1", node="b"), up("t2", node="c")]
+    plan = plan_for(replicas, nodes=nodes)
+    assert plan.place == (1,) and plan.stop == ()  # start-first: t0 keeps serving meanwhile
+    fresh = replicas + [up("t3", node="b", since=99.0)]
+    assert plan_for(fresh, nodes=nodes).stop == ()  # not updated yet
+    plan = plan_for(fresh, nodes=nodes, now=105)
+    assert plan.stop == ("t0",) and plan.place == ()
+
+
+def test_scale_down_with_a_draining_node_stops_its_replicas():
+    nodes = [NodeView("a", draining=True), NodeView("b"), NodeView("c")]
+    replicas = [up("t0", node="a"), up("t1", node="b"), up("t2", node="c")]
+    plan = plan_for(replicas, n=2, nodes=nodes)
+    assert plan.stop == ("t0",) and plan.place == ()
