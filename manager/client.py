@@ -9,9 +9,15 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from task import NotFound, TaskEvent, WorkerRejected, WorkerUnavailable, WorkerUnreachable
+from task.wire import SEEN_TERM_HEADER, TERM_HEADER
 
 VERSION_HEADER = "X-Orca-Version"
 INSTANCE_HEADER = "X-Orca-Instance"
+
+
+class StaleTermRefused(WorkerUnavailable):
+    """A worker refused a command: it has seen a newer leader's term. This manager is deposed;
+    the command is not the task's fault, so it is treated as not delivered."""
 
 
 class WorkerClient:
@@ -30,6 +36,12 @@ class WorkerClient:
         self._token = token  # sent as a bearer token to workers that require ORCA_TOKEN
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
+        self.term: int | None = None  # the leader's term, sent on every call (several managers)
+        self.on_stale_term: Callable[[int], None] = lambda seen: None  # a worker knows a newer term
+
+    def _headers(self) -> dict[str, str] | None:
+        term = self.term
+        return None if term is None else {TERM_HEADER: str(term)}
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
@@ -51,12 +63,15 @@ class WorkerClient:
     def _call(self, method: str, address: str, path: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout)
         try:
-            response = self._session().request(method, f"http://{address}{path}", **kwargs)
+            response = self._session().request(method, f"http://{address}{path}", headers=self._headers(), **kwargs)
         except requests.RequestException as exc:
             raise WorkerUnreachable(f"worker {address} unreachable: {type(exc).__name__}") from None
         if response.status_code < 400:
             return response
         message = _error_message(response)
+        if response.status_code == 409 and response.headers.get(SEEN_TERM_HEADER, "").isdigit():
+            self.on_stale_term(int(response.headers[SEEN_TERM_HEADER]))
+            raise StaleTermRefused(f"worker {address}: {message}")
         if response.status_code >= 500:
             raise WorkerUnavailable(f"worker {address} answered {response.status_code}: {message}")
         if response.status_code == 404:
@@ -105,7 +120,8 @@ class WorkerClient:
         is not. Raises NotFound for a worker that has no /health.
         """
         try:
-            response = self._session().get(f"http://{address}/health", timeout=self._timeout)
+            response = self._session().get(f"http://{address}/health", headers=self._headers(),
+                                           timeout=self._timeout)
         except requests.RequestException as exc:
             raise WorkerUnreachable(f"worker {address} unreachable: {type(exc).__name__}") from None
         if response.status_code in (200, 503):

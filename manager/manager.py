@@ -94,6 +94,28 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex):
         if self._tasks:
             log.info("loaded %d task(s) from the store", len(self._tasks))
 
+    def reload(self) -> None:
+        """Replace the tasks in memory by the store's: a follower's refresh of its reads, and
+        a new leader's take-over. Every worker counts as just heard from (none is declared
+        lost before a whole liveness period of its own), reads from workers start over (the
+        versioned reports make that harmless), and the work left is derived anew."""
+        tasks = [Task.from_dict(data) for data in self._store.list("task")]
+        event_ids = {record["id"] for record in self._store.list("event")}
+        with self._lock:
+            self._tasks = {task.id: task for task in tasks}
+            self._event_ids = event_ids
+            self._uncommitted.clear()
+            Dispatch.__init__(self)
+            Mirror.__init__(self)
+            Liveness.__init__(self)
+            now = self._clock()
+            for node in self._nodes:
+                node.generation += 1  # a read begun before the reload cannot be written back
+                node.misses, node.lost, node.last_answer = 0, False, now
+            for task in tasks:
+                self._schedule_work(task)
+        self._notify_change()
+
     def _save(self, tasks: Iterable[Task] = (), events: Iterable[TaskEvent] = ()) -> Callable[[], None]:
         """Queue task and event records for the store (caller holds the lock); return the wait.
         Every task written goes through here, so this is also where the indexes follow it."""

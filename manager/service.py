@@ -10,6 +10,7 @@ from common.jobs import Jobs
 from common.metrics import ManagerMetrics
 from manager.api import create_app
 from manager.client import WorkerClient
+from manager.cluster import cluster_view, create_cluster_blueprint
 from manager.manager import Manager
 from manager.services import Services
 from scheduler import get_scheduler
@@ -37,11 +38,21 @@ class ManagerService:
         require_token(app, config.token)
         self.server = Server(app, config.manager_host, config.manager_port,
                              threads=config.http_threads, name="manager")
+        self.cluster = None
+        if config.database_url:
+            from manager.ha import ClusterRole  # loads the database driver: only when one is used
+
+            self.cluster = ClusterRole(config, store, self.manager, client, self.server.address)
+        gate = self.cluster.gate if self.cluster else (lambda job: job)
+        if self.cluster:
+            self.cluster.forwarder.install(app)
+        app.register_blueprint(create_cluster_blueprint(
+            self.cluster.view if self.cluster else lambda: cluster_view(None, self.server.address, self.server.address)))
         self.jobs = Jobs("manager", threads=4)
-        self.jobs.add("sync_nodes", self.manager.sync_nodes, config.stats_interval)
-        self.jobs.add("dispatch_pending", self.manager.dispatch_pending, config.dispatch_interval)
-        self.jobs.add("sync_tasks", self.manager.sync_tasks, config.sync_interval)
-        self.jobs.add("reconcile_services", self.services.reconcile_services, SERVICES_INTERVAL)
+        self.jobs.add("sync_nodes", gate(self.manager.sync_nodes), config.stats_interval)
+        self.jobs.add("dispatch_pending", gate(self.manager.dispatch_pending), config.dispatch_interval)
+        self.jobs.add("sync_tasks", gate(self.manager.sync_tasks), config.sync_interval)
+        self.jobs.add("reconcile_services", gate(self.services.reconcile_services), SERVICES_INTERVAL)
         self.manager.on_work = lambda: self.jobs.wake("dispatch_pending")
         self.manager.on_service_change = self.services.on_change = lambda: self.jobs.wake("reconcile_services")
         self._workers = workers
@@ -54,7 +65,9 @@ class ManagerService:
         """Follow one worker's task changes by long polling, so the manager sees a state
         change milliseconds after the worker does; the sync_tasks job is the safety net."""
         while not self._halt.is_set():
-            if not self.manager.watch_tasks(node_name, LONG_POLL):
+            if self.cluster and not self.cluster.leading:
+                self._halt.wait(0.5)
+            elif not self.manager.watch_tasks(node_name, LONG_POLL):
                 self._halt.wait(0.5)
 
     @property
@@ -63,7 +76,9 @@ class ManagerService:
         return self.server.address
 
     def start(self) -> None:
-        """Start the jobs and serve."""
+        """Claim the lease (several managers), start the jobs and serve."""
+        if self.cluster:
+            self.cluster.start()
         self.jobs.start()
         for watcher in self._watchers:
             watcher.start()
@@ -78,6 +93,8 @@ class ManagerService:
             return
         self._stopped = True
         self.manager.close_intake()
+        if self.cluster:
+            self.cluster.shutdown()  # hands the lease over at once
         self._halt.set()
         self._client.close()  # ends the watchers' long polls
         self.jobs.shutdown()

@@ -2,9 +2,10 @@
 before they are merged. A user never sends these fields; the manager and workers do."""
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-from task.errors import ValidationError
+from task.errors import Conflict, ValidationError
 from task.lifecycle import Report
 from task.model import TaskEvent
 from task.state import State
@@ -84,3 +85,54 @@ def _text(value: Any, name: str) -> str | None:
     if not isinstance(value, str):
         raise ValidationError(f"task report {name} must be a string")
     return value[:4096]
+
+
+# ----- fencing: the leader's term on every call to a worker (several managers)
+
+TERM_HEADER = "X-Orca-Term"  # the sending manager's leadership term; absent from a lone manager
+SEEN_TERM_HEADER = "X-Orca-Seen-Term"  # on a 409 refusal: the newest term the worker has seen
+MAX_TERM = 1 << 62
+
+
+class StaleTerm(Conflict):
+    """A command carries an older term than one the worker has already seen (409): it comes
+    from a deposed leader."""
+
+    def __init__(self, offered: int | None, seen: int) -> None:
+        shown = "no term" if offered is None else f"term {offered}"
+        super().__init__(f"refused: the command carries {shown}, older than term {seen} already seen "
+                         f"(a newer leader commands this worker)")
+        self.offered, self.seen = offered, seen
+
+
+def parse_term(raw: str | None) -> int | None:
+    """The X-Orca-Term header: None when absent, else an integer 0..MAX_TERM.
+
+    Raises:
+        ValidationError: naming the header.
+    """
+    if raw is None or raw == "":
+        return None
+    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_TERM:
+        raise ValidationError(f"header {TERM_HEADER} must be an integer 0..{MAX_TERM}")
+    return int(raw)
+
+
+class TermFence:
+    """The newest term a worker has seen, and the rule: a command with an older term (or none,
+    once a term was seen) is refused; any call with a newer term raises the bar.
+    Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seen = 0
+
+    def admit(self, term: int | None, command: bool) -> None:
+        """Record `term`; raise StaleTerm if `command` and `term` is older than the newest seen."""
+        with self._lock:
+            if term is not None and term > self.seen:
+                self.seen = term
+            stale = (term is None and self.seen > 0) or (term is not None and term < self.seen)
+            seen = self.seen
+        if command and stale:
+            raise StaleTerm(term, seen)

@@ -12,6 +12,7 @@ from common.metrics import WorkerMetrics
 from node import stats as host_stats
 from worker import health
 from worker.api import create_app
+from worker.fence import install_term_fence
 from worker.runtime import DockerRuntime, RuntimeFailure
 from worker.upkeep import Upkeep
 from worker.worker import Policy, Worker
@@ -39,6 +40,7 @@ class WorkerService:
         app = create_app(self.worker, lambda: self._stats, allowed_images=config.allowed_images,
                          check_engine=self._check_engine, metrics=self.metrics)
         require_token(app, config.token)
+        self.term_fence = install_term_fence(app)  # after the token check: strangers learn nothing
         self.server = Server(app, config.worker_host, port, threads=config.http_threads, name=f"worker-{port}")
         self.jobs = Jobs(f"worker[{self.name}]", threads=4)
         self.jobs.add("run_pending", self.worker.run_pending, config.dispatch_interval)
