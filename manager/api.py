@@ -1,7 +1,7 @@
 """The manager's HTTP API."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, jsonify, request
@@ -11,6 +11,7 @@ from common.metrics import ManagerMetrics, serve_metrics
 from common.openapi import serve_document
 from common.query import log_options, query_float, query_int
 from common.streams import StreamLimit, client_gone, relay, text_response, until_broken
+from manager.cluster import cluster_view, create_cluster_blueprint
 from manager.jrpc import create_jrpc_blueprint
 from manager.logs import TaskLogs
 from manager.manager import Manager
@@ -30,7 +31,7 @@ NEXT_HEADER = "X-Orca-Next"  # the cursor of a listing's next page (absent on th
 
 def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_requests: int = MAX_LONG_REQUESTS,
                metrics: ManagerMetrics | None = None, services: Services | None = None,
-               placeholder_image: str = "busybox") -> Flask:
+               placeholder_image: str = "busybox", cluster: Callable[[], dict[str, Any]] | None = None) -> Flask:
     """Build the manager's Flask app around a Manager.
 
     Args:
@@ -40,6 +41,7 @@ def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_
             manager's gauges only.
         services: the services over this manager (the service runs their reconcile pass);
             default: one over the manager's store, reconciled by no one.
+        cluster: the body of GET /cluster (several managers); default: this manager alone.
     """
     app = create_json_app("orca-manager")
     api = Blueprint("manager", __name__)
@@ -127,6 +129,7 @@ def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_
     services = services or Services(manager, manager.store)
     app.register_blueprint(create_services_blueprint(services, allowed_images))
     app.register_blueprint(create_clusters_blueprint(services, placeholder_image, allowed_images))
+    app.register_blueprint(create_cluster_blueprint(cluster or (lambda: cluster_view(None, "manager", ""))))
     serve_document(app, manager_document(MAX_WAIT, DEFAULT_WAIT))
     serve_metrics(app, (metrics or ManagerMetrics(manager)).registry)
     return app

@@ -63,9 +63,20 @@ def _schemas() -> dict[str, dict[str, Any]]:
         "ManagerHealth": {"type": "object", "required": ["status", "workers"],
                           "properties": {"status": {"enum": ["ok", "degraded"]},
                                          "workers": {"type": "array", "items": worker}}},
+        "Cluster": _cluster_schema(),
         "JsonRpcRequest": request,
         "JsonRpcResponse": response,
     }
+
+
+def _cluster_schema() -> dict[str, Any]:
+    manager = {"type": "object", "required": ["name", "address", "role", "last_seen"],
+               "properties": {"name": {"type": "string"}, "address": {"type": "string"},
+                              "role": {"enum": ["leader", "follower", "stopped", "unreachable"]},
+                              "last_seen": {"type": ["string", "null"]}}}
+    return {"type": "object", "required": ["leader", "term", "managers"],
+            "properties": {"leader": {"type": ["string", "null"]}, "term": {"type": "integer", "minimum": 0},
+                           "managers": {"type": "array", "items": manager}}}
 
 
 def _task_paths(max_wait: float, default_wait: float) -> dict[str, Any]:
@@ -113,6 +124,8 @@ def manager_document(max_wait: float, default_wait: float) -> dict[str, Any]:
         "/health": {"get": operation("getManagerHealth", "Readiness: ok when every worker takes tasks", "meta",
                                      {200: json_response("the manager's and its workers' state",
                                                          ref("ManagerHealth"))}, open_route=True)},
+        "/cluster": {"get": operation("getCluster", "The leader, its term and every manager (from any manager)",
+                                      "meta", {200: json_response("the managers", ref("Cluster"))}, (503,))},
         "/jrpc": {"post": operation(
             "jsonRpc", "JSON-RPC 2.0: ContainerService.Create and ContainerService.Status", "jrpc",
             {200: json_response("the response, errors included (a list for a batch)", rpc_answer),

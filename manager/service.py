@@ -10,7 +10,7 @@ from common.jobs import Jobs
 from common.metrics import ManagerMetrics
 from manager.api import create_app
 from manager.client import WorkerClient
-from manager.cluster import cluster_view, create_cluster_blueprint
+from manager.cluster import cluster_view
 from manager.manager import Manager
 from manager.services import Services
 from scheduler import get_scheduler
@@ -34,7 +34,9 @@ class ManagerService:
         self.manager.on_placed = self.metrics.placed
         self.services = Services(self.manager, store)
         app = create_app(self.manager, allowed_images=config.allowed_images, metrics=self.metrics,
-                         services=self.services, placeholder_image=config.placeholder_image)
+                         services=self.services, placeholder_image=config.placeholder_image,
+                         cluster=lambda: self.cluster.view() if self.cluster else
+                         cluster_view(None, self.address, self.address))
         require_token(app, config.token)
         self.server = Server(app, config.manager_host, config.manager_port,
                              threads=config.http_threads, name="manager")
@@ -46,8 +48,6 @@ class ManagerService:
         gate = self.cluster.gate if self.cluster else (lambda job: job)
         if self.cluster:
             self.cluster.forwarder.install(app)
-        app.register_blueprint(create_cluster_blueprint(
-            self.cluster.view if self.cluster else lambda: cluster_view(None, self.server.address, self.server.address)))
         self.jobs = Jobs("manager", threads=4)
         self.jobs.add("sync_nodes", gate(self.manager.sync_nodes), config.stats_interval)
         self.jobs.add("dispatch_pending", gate(self.manager.dispatch_pending), config.dispatch_interval)
