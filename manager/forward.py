@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Callable
 
 import requests
 from flask import Flask, Response, jsonify, request
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
 
 from manager.leader import Leadership
 
@@ -66,15 +68,26 @@ class Forwarder:
             return None
         if not is_write(request.method, request.path, lambda: request.get_data(cache=True)):
             return None
-        leader = self._leadership.wait_for_leader(LEADER_WAIT)
-        if leader is None:
-            return _unavailable("no leader is elected at the moment; try again")
-        if leader[0] == self._own_name:
-            return None  # elected while waiting: serve it here
-        return self.forward(leader[1])
+        deadline = time.monotonic() + LEADER_WAIT
+        dead: set[str] = set()  # leaders that refused the connection: the request never reached them
+        while True:
+            leader = self._leadership.wait_for_leader(max(0.0, deadline - time.monotonic()), avoid=dead)
+            if leader is None:
+                return _unavailable("no leader is elected at the moment; try again")
+            if leader[0] == self._own_name:
+                return None  # elected while waiting: serve it here
+            try:
+                return self.forward(leader[1])
+            except _NotDelivered:
+                dead.add(leader[0])
 
     def forward(self, address: str) -> Response:
-        """The leader's answer to the current request, or 503 if the leader did not answer."""
+        """The leader's answer to the current request, or 503 if the leader did not answer.
+
+        Raises:
+            _NotDelivered: no connection could be opened: the request surely did not reach
+                the leader, so it may be sent to the next one.
+        """
         headers = {k: request.headers[k] for k in PASSED_REQUEST if k in request.headers}
         headers[FORWARDED_HEADER] = self._own_name
         wait = _float(request.args.get("wait") or request.args.get("timeout"))
@@ -82,15 +95,38 @@ class Forwarder:
             answer = self._session.request(
                 request.method, f"http://{address}{request.full_path.rstrip('?')}", data=request.get_data(cache=True),
                 headers=headers, timeout=(1.0, self._read_timeout + wait), allow_redirects=False)
+        except requests.ConnectionError as exc:
+            if _never_connected(exc):
+                log.info("the leader at %s refused the connection: waiting for the next one", address)
+                raise _NotDelivered(address) from None
+            return self._failed(address, exc)
         except requests.RequestException as exc:
-            log.info("forwarding %s %s to the leader at %s failed: %s", request.method, request.path, address,
-                     type(exc).__name__)
-            return _unavailable(f"the leader at {address} did not answer ({type(exc).__name__}); try again")
+            return self._failed(address, exc)
         passed = {k: answer.headers[k] for k in PASSED_RESPONSE if k in answer.headers}
         return Response(answer.content, status=answer.status_code, headers=passed)
 
+    @staticmethod
+    def _failed(address: str, exc: Exception) -> Response:
+        """503 for a request that may or may not have reached the leader (never sent again)."""
+        log.info("forwarding %s %s to the leader at %s failed: %s", request.method, request.path, address,
+                     type(exc).__name__)
+        return _unavailable(f"the leader at {address} did not answer ({type(exc).__name__}); try again")
+
     def close(self) -> None:
         self._session.close()
+
+
+class _NotDelivered(Exception):
+    """The leader refused the connection: the request never reached it."""
+
+
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    """True when no connection was opened (refused, unreachable, connect timeout): nothing was
+    sent, so sending the request to another leader cannot run it twice."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError)
 
 
 def _unavailable(message: str) -> Response:

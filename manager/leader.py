@@ -58,20 +58,22 @@ class Leadership:
         """The term this manager leads (None when following)."""
         return self._term
 
-    def leader(self) -> tuple[str, str, int] | None:
-        """(name, address, term) of the leader as last seen, or None when there is none."""
+    def leader(self, avoid: frozenset[str] | set[str] = frozenset()) -> tuple[str, str, int] | None:
+        """(name, address, term) of the leader as last seen, or None when there is none (or
+        it is one of `avoid`: known dead)."""
         seen = self._seen
         if self.is_leader:
             return self.name, self.address, self._term or 0
-        if seen.leader and seen.holder != self.name:
+        if seen.leader and seen.holder != self.name and seen.holder not in avoid:
             return seen.holder, seen.address, seen.term
         return None
 
-    def wait_for_leader(self, timeout: float) -> tuple[str, str, int] | None:
-        """The leader, waiting up to `timeout` s for one to be elected; None if none."""
+    def wait_for_leader(self, timeout: float, avoid: frozenset[str] | set[str] = frozenset()
+                        ) -> tuple[str, str, int] | None:
+        """The leader (not one of `avoid`), waiting up to `timeout` s for one; None if none."""
         deadline = self._clock() + timeout
         with self._changed:
-            while (found := self.leader()) is None:
+            while (found := self.leader(avoid)) is None:
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     return None

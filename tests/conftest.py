@@ -81,14 +81,13 @@ def pg_database(pg_server):
     """A fresh database of this test's own; its URL. Dropped afterwards (connections ended)."""
     import uuid
 
+    from urllib.parse import urlsplit, urlunsplit
+
     import psycopg
-    from psycopg import conninfo
 
     name = f"orca_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    parts = conninfo.conninfo_to_dict(pg_server)
-    parts["dbname"] = name
-    yield conninfo.make_conninfo(**parts)
+    yield urlunsplit(urlsplit(pg_server)._replace(path=f"/{name}"))
     with psycopg.connect(pg_server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

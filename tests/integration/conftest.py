@@ -157,17 +157,24 @@ class Cluster:
     def close(self) -> None:
         import docker.errors
 
+        from concurrent.futures import ThreadPoolExecutor
+
         for process in self.processes:
             process.kill()
+
+        def remove(container) -> None:
+            try:
+                container.remove(force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:  # 409: a removal is already in progress
+                if exc.status_code != 409:
+                    raise
+        containers = []
         for name in self.worker_names:  # sparse: no inspect of containers a worker may be removing
-            for container in self.docker.containers.list(all=True, sparse=True, filters={"label": f"orca.worker={name}"}):
-                try:
-                    container.remove(force=True, v=True)
-                except docker.errors.NotFound:
-                    pass
-                except docker.errors.APIError as exc:  # 409: a removal is already in progress
-                    if exc.status_code != 409:
-                        raise
+            containers += self.docker.containers.list(all=True, sparse=True, filters={"label": f"orca.worker={name}"})
+        with ThreadPoolExecutor(8) as pool:  # a forced removal waits for the kill: ~0.4 s each
+            list(pool.map(remove, containers))
 
 
 @pytest.fixture
