@@ -101,8 +101,12 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex):
         versioned reports make that harmless), and the work left is derived anew."""
         tasks = [Task.from_dict(data) for data in self._store.list("task")]
         event_ids = {record["id"] for record in self._store.list("event")}
+        index = TaskIndex()
+        for task in tasks:  # in intake order: the store lists by first write
+            index.update(task)
         with self._lock:
             self._tasks = {task.id: task for task in tasks}
+            self._index = index
             self._event_ids = event_ids
             self._uncommitted.clear()
             Dispatch.__init__(self)
