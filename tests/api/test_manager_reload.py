@@ -4,7 +4,7 @@ from __future__ import annotations
 from manager.manager import Manager
 from scheduler.round_robin import RoundRobin
 from store import MemoryStore
-from task import Task, TaskEvent, State
+from task import State, Task, TaskEvent, WorkerUnreachable
 from tests.api.conftest import WORKERS, FakeWorkerClient
 
 
@@ -35,6 +35,11 @@ def test_a_new_leader_gives_every_worker_a_liveness_period_and_finishes_the_work
     clock.advance(3600)
     new.reload()
     assert all(not n.lost and n.misses == 0 for n in new._nodes)
+    workers.fail("stats", "*", WorkerUnreachable("cut off"))
+    new.sync_nodes()  # one missed check is not a lost worker: nothing is rescheduled
+    assert not any(n.lost for n in new._nodes)
+    workers.heal()
+    new.sync_nodes()
     new.dispatch_pending()
     assert [address for address, _ in workers.sent] and new.get(task.id).attempt == 1
     assert store.get("task", task.id)["attempt"] == 1  # the placement is durable
