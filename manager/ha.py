@@ -33,10 +33,11 @@ class ClusterRole:
     """One manager's part in a cluster of managers sharing `store`."""
 
     def __init__(self, config: Config, store: PostgresStore, manager: Manager, client: WorkerClient,
-                 address: str) -> None:
+                 address: str, reload: Callable[[], None]) -> None:
+        """`reload` replaces every in-memory state (tasks, services) by the database's."""
         self.name = config.manager_name or address
         self.address = address
-        self._store, self._manager, self._client = store, manager, client
+        self._store, self._manager, self._client, self._reload = store, manager, client, reload
         self._ready_term: int | None = None  # the term whose reload is done
         self._revision: tuple[int, int] | None = None  # the store's, at the last refresh
         self.leadership = Leadership(PostgresLease(store), self.name, address, config.lease_ttl,
@@ -81,7 +82,7 @@ class ClusterRole:
     def _elected(self, term: int) -> None:
         self._store.fence = (self.name, term)
         self._client.term = term
-        self._manager.reload()
+        self._reload()
         self._revision = None
         self._ready_term = term
         log.info("manager %s leads term %d with %d task(s)", self.name, term, len(self._manager.list()))
@@ -95,7 +96,7 @@ class ClusterRole:
         try:
             revision = self._store.revision()
             if revision != self._revision:
-                self._manager.reload()
+                self._reload()
                 self._revision = revision
         except Exception as exc:  # noqa: BLE001 - the database is out of reach: reads stay as they were
             log.warning("refresh from the database failed: %s", exc)

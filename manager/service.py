@@ -44,7 +44,7 @@ class ManagerService:
         if config.database_url:
             from manager.ha import ClusterRole  # loads the database driver: only when one is used
 
-            self.cluster = ClusterRole(config, store, self.manager, client, self.server.address)
+            self.cluster = ClusterRole(config, store, self.manager, client, self.server.address, self._reload)
         gate = self.cluster.gate if self.cluster else (lambda job: job)
         if self.cluster:
             self.cluster.forwarder.install(app)
@@ -69,6 +69,11 @@ class ManagerService:
                 self._halt.wait(0.5)
             elif not self.manager.watch_tasks(node_name, LONG_POLL):
                 self._halt.wait(0.5)
+
+    def _reload(self) -> None:
+        """Replace what this manager holds in memory by the database's (several managers)."""
+        self.manager.reload()
+        self.services.reload()
 
     @property
     def address(self) -> str:

@@ -70,6 +70,15 @@ class Services:
         if self._services:
             log.info("loaded %d service(s) from the store", len(self._services))
 
+    def reload(self) -> None:
+        """Replace the services in memory by the store's (several managers: a follower's
+        refresh of its reads, a new leader's take-over), as a restart would."""
+        services = {Service.from_dict(d).name: Service.from_dict(d) for d in self._store.list("service")}
+        with self._lock:
+            self._services = services
+            self._in_flight.clear()
+            self._seen.clear()
+
     @property
     def manager(self):
         """The Manager whose task DB holds the replicas."""
