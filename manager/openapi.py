@@ -124,7 +124,7 @@ def manager_document(max_wait: float, default_wait: float) -> dict[str, Any]:
         "/health": {"get": operation("getManagerHealth", "Readiness: ok when every worker takes tasks", "meta",
                                      {200: json_response("the manager's and its workers' state",
                                                          ref("ManagerHealth"))}, open_route=True)},
-        "/cluster": {"get": operation("getCluster", "The leader, its term and every manager (from any manager)",
+        "/cluster": {"get": operation("getManagers", "The leader, its term and every manager (from any manager)",
                                       "meta", {200: json_response("the managers", ref("Cluster"))}, (503,))},
         "/jrpc": {"post": operation(
             "jsonRpc", "JSON-RPC 2.0: ContainerService.Create and ContainerService.Status", "jrpc",
