@@ -5,7 +5,6 @@ behaviour against real processes and the real Docker engine."""
 from __future__ import annotations
 
 import threading
-import time
 from typing import Iterator
 
 import pytest
@@ -27,6 +26,7 @@ class OutputRuntime(FakeRuntime):
         super().__init__()
         self.output: dict[str, list[bytes]] = {}
         self.ended: dict[str, threading.Event] = {}
+        self.blocked = threading.Event()  # a follow has sent all output so far and waits for more
 
     def stream_logs(self, container_id, tail, stdout, stderr, follow):
         if container_id not in self.live:
@@ -38,6 +38,7 @@ class OutputRuntime(FakeRuntime):
         def chunks() -> Iterator[bytes]:
             yield from lines
             if follow:
+                self.blocked.set()
                 ended.wait(5)
         return chunks(), ended.set
 
@@ -109,7 +110,7 @@ def test_worker_follow_ends_when_the_task_ends(worker_client, worker, runtime, w
     reader = threading.Thread(target=lambda: result.update(
         body=worker_client.get(f"/tasks/{TASK_ID}/logs?follow=true").get_data()))
     reader.start()
-    time.sleep(0.3)
+    assert runtime.blocked.wait(5), "the follow never reached the end of the output so far"
     assert reader.is_alive(), "a follow of a running task must not end by itself"
     runtime.exit(container, 0)
     worker.sync_states()
@@ -118,14 +119,29 @@ def test_worker_follow_ends_when_the_task_ends(worker_client, worker, runtime, w
     assert result["body"] == b"a\nb\n"
 
 
+def looks_at(db, task_id: str) -> threading.Semaphore:
+    """Spy on db.get: the returned semaphore is released once per look at `task_id` made by
+    a thread other than the caller's (the request thread serving a follow)."""
+    looked, caller, real_get = threading.Semaphore(0), threading.get_ident(), db.get
+
+    def get(wanted):
+        if wanted == task_id and threading.get_ident() != caller:
+            looked.release()
+        return real_get(wanted)
+    db.get = get
+    return looked
+
+
 def test_worker_follow_waits_for_a_task_not_started_yet(worker_client, worker, runtime, wait):
     worker_client.post("/tasks", json={"task": {"id": TASK_ID, "image": "busybox"}})  # scheduled, not started
+    looked = looks_at(worker.db, TASK_ID)
     result = {}
     reader = threading.Thread(target=lambda: result.update(
         body=worker_client.get(f"/tasks/{TASK_ID}/logs?follow=true").get_data()))
     reader.start()
-    time.sleep(0.3)
-    assert reader.is_alive()
+    for _ in range(3):  # the follow found no container, waited, and looked again: it did not give up
+        assert looked.acquire(timeout=5), "the follow stopped looking at the task"
+    assert reader.is_alive() and runtime.start_calls == []
     runtime.output[f"c-{TASK_ID}"] = [b"late\n"]
     worker.run_pending()
     wait(lambda: worker.db.get(TASK_ID).state.value == "running")
@@ -175,25 +191,30 @@ def test_wait_unknown_task_is_404(manager_client):
 
 def test_wait_times_out_with_the_current_state(manager_client):
     post(manager_client)
-    started = time.monotonic()
     body = manager_client.get(f"/tasks/{TASK_ID}/wait?timeout=0.3").get_json()
-    assert time.monotonic() - started >= 0.3
     assert (body["done"], body["timed_out"], body["task"]["state"]) == (False, True, "pending")
 
 
-def test_wait_returns_as_soon_as_the_task_ends(manager_client, manager, fake_workers):
+def test_wait_returns_as_soon_as_the_task_ends(manager_client, manager, fake_workers, monkeypatch):
     post(manager_client)
     manager.sync_nodes()
     manager.dispatch_pending()
+    looked, real_get = threading.Event(), manager.get
+
+    def get(task_id):
+        looked.set()  # the wait has read the task (not ended yet) and is about to block
+        return real_get(task_id)
+    monkeypatch.setattr(manager, "get", get)
 
     def finish():
-        time.sleep(0.3)
+        assert looked.wait(5)
         fake_workers.report(FIRST, TASK_ID, state="completed", exit_code=0)
         manager.sync_tasks()
-    threading.Thread(target=finish).start()
-    started = time.monotonic()
-    body = manager_client.get(f"/tasks/{TASK_ID}/wait?timeout=20").get_json()
-    assert time.monotonic() - started < 5
+    finisher = threading.Thread(target=finish)
+    finisher.start()
+    # Without the wake-up on the task's change, this would answer timed_out after 60 s.
+    body = manager_client.get(f"/tasks/{TASK_ID}/wait?timeout=60").get_json()
+    finisher.join(5)
     assert (body["done"], body["timed_out"], body["task"]["state"]) == (True, False, "completed")
 
 
@@ -326,17 +347,16 @@ def test_stream_limit_refuses_beyond_its_limit():
 
 
 def test_relay_gives_up_on_a_blocked_source_when_told_to_stop():
-    unblock, closed = threading.Event(), []
+    unblock, closed, woken = threading.Event(), [], []
 
     def source():
         yield b"one\n"
-        unblock.wait(10)
+        woken.append(unblock.wait(10))  # True only if relay's close ended the wait
         yield b"never\n"
     stopping = threading.Event()
     received = []
-    started = time.monotonic()
     for chunk in relay(source(), lambda: (closed.append(True), unblock.set()), stop=stopping.is_set, poll=0.05):
         received.append(chunk)
         stopping.set()
     assert received == [b"one\n"] and closed == [True]
-    assert time.monotonic() - started < 2
+    assert woken in ([], [True]), "relay waited for the blocked source instead of closing it"

@@ -5,11 +5,11 @@ it makes and what it records. It is never the only proof of Docker behaviour; th
 integration tests run the same paths against the real engine.
 """
 import threading
-import time
 
 import pytest
 
 from task import State
+from tests.api.conftest import wait_until
 from worker.runtime import ContainerEvent
 
 TASK_ID = "0b9c8f4e-6a55-4d0e-9d3c-2f7b1d2a9e11"
@@ -306,10 +306,10 @@ def stop_before_start(worker, client):
     assert client.delete(f"/tasks/{TASK_ID}").status_code == 202
     assert [e.state for e in worker.queue] == [State.RUNNING, State.COMPLETED]
     worker.queue.reverse()
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline and not State(state_of(client)).is_terminal:
+    def stopped() -> bool:
         worker.run_pending()
-        time.sleep(0.005)
+        return State(state_of(client)).is_terminal
+    wait_until(stopped)
     worker.run_pending()  # the start event, if it was still queued
     worker.close()  # wait for every handler to finish
 

@@ -210,15 +210,21 @@ def test_worker_killed_between_accepting_a_task_and_creating_its_container(clust
             waiting(lambda: one_running_container(docker_client, task_id, running["container_id"]), 10,
                     "exactly one running container for the task", processes)
 
-            # It keeps running, on its one container: observe a few of the manager's sync periods.
-            observe_until = time.monotonic() + 3.0
-            while time.monotonic() < observe_until:
+            # It keeps running, on its one container, through two more answered checks of the worker.
+            seen = [get_node(manager, address)["last_seen"]]
+
+            def still_one_container_after_two_checks():
                 current = get_task(manager.manager_url, task_id)
                 assert (current["state"], current["container_id"]) == ("running", running["container_id"]), \
                     f"{current}\n{logs_of(*processes)}"
                 assert one_running_container(docker_client, task_id, running["container_id"]), \
                     [(c.name, c.status) for c in task_containers(docker_client, task_id)]
-                time.sleep(0.25)
+                last_seen = get_node(manager, address)["last_seen"]
+                if last_seen != seen[-1]:
+                    seen.append(last_seen)
+                return len(seen) > 2
+            waiting(still_one_container_after_two_checks, 30, "two more answered checks of the worker", processes,
+                    interval=0.25)
             mine = requests.get(f"{worker.worker_url(0)}/tasks/{task_id}", timeout=5).json()
             assert (mine["state"], mine["container_id"]) == ("running", running["container_id"])
         finally:
@@ -393,12 +399,8 @@ def test_worker_frozen_past_the_down_period_and_thawed_during_a_read_has_its_sta
     else:
         pytest.skip("no freeze caught a task read of the manager in flight")
 
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and not one_running_container(docker_client, task_id, moved["container_id"]):
-        time.sleep(0.1)
-    containers = [(c.name, c.status) for c in task_containers(docker_client, task_id)]
-    assert one_running_container(docker_client, task_id, moved["container_id"]), \
-        f"the thawed worker's stale copy is still there 15 s after SIGCONT: {containers}\n{logs_of(*processes)}"
+    waiting(lambda: one_running_container(docker_client, task_id, moved["container_id"]), 15,
+            "the thawed worker's stale copy to be stopped and removed", processes)
     final = get_task(manager.manager_url, task_id)
     assert (final["state"], final["node"], final["container_id"]) == \
         ("running", other.worker_address(0), moved["container_id"])

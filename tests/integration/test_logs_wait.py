@@ -40,15 +40,28 @@ def in_thread(func, *args, **kwargs) -> tuple[threading.Thread, dict]:
     return thread, result
 
 
-def test_follow_sees_lines_as_they_are_written_and_ends_when_the_task_exits(orca, test_image):
-    task = post_task(orca.manager_url, {"image": test_image, "command": TICKS, "restart_policy": "no"}).json()
+# Prints line i, then waits for /step<i> (made by the test with `docker exec`) before going on.
+STEPPED = ["sh", "-c", "for i in 1 2 3 4 5; do echo line $i; while [ ! -e /step$i ]; do sleep 0.05; done; done"]
+
+
+def test_follow_sees_lines_as_they_are_written_and_ends_when_the_task_exits(orca, docker_client, test_image):
+    """Each line reaches the follower before the container may write the next one (the test
+    holds it back), so nothing waits for the end or for a buffer to fill; the stream ends by
+    itself when the container exits."""
+    task = post_task(orca.manager_url, {"image": test_image, "command": STEPPED, "restart_policy": "no"}).json()
     # followed at once: the task is pending or scheduled, and the follow waits for it
-    streamed = follow(orca.manager_url, task["id"])
-    assert [line for _, line in streamed["lines"]] == [f"line {i}" for i in range(1, 6)]
-    times = [t for t, _ in streamed["lines"]]
-    assert times[-1] - times[0] >= 1.2, f"lines arrived all at once: {times}"
-    assert all(b > a for a, b in zip(times, times[1:])), times
-    assert streamed["ended"] - times[-1] < 5, "the stream should end soon after the container exits"
+    with requests.get(f"{orca.manager_url}/tasks/{task['id']}/logs", params={"follow": "true"}, stream=True,
+                      timeout=(2, 30)) as response:
+        assert response.status_code == 200, response.text
+        lines = response.iter_lines()
+        container = None
+        for i in range(1, 6):
+            assert next(lines).decode() == f"line {i}"
+            if container is None:
+                container = docker_client.containers.get(
+                    wait_state(orca.manager_url, task["id"], ("running",))["container_id"])
+            assert container.exec_run(["touch", f"/step{i}"]).exit_code == 0
+        assert list(lines) == [], "the stream ends, with nothing more, when the container exits"
     done = wait_state(orca.manager_url, task["id"], TERMINAL, timeout=5)
     assert (done["state"], done["exit_code"]) == ("completed", 0)
 
@@ -67,7 +80,9 @@ def test_follow_waits_for_a_task_that_no_worker_has_yet(cluster, test_image):
                             ORCA_WORKERS=f"127.0.0.1:{base + 1}")
     task = post_task(manager.manager_url, {"image": test_image, "command": TICKS, "restart_policy": "no"}).json()
     thread, result = in_thread(follow, manager.manager_url, task["id"])
-    time.sleep(1.5)
+    # The manager has given up reaching the worker (declared down) and the follow still holds on.
+    wait_for(lambda: requests.get(f"{manager.manager_url}/nodes", timeout=5).json()[0]["state"] == "down",
+             what="the missing worker to be declared down")
     assert thread.is_alive(), f"the follow gave up on a pending task: {result}"
     assert requests.get(f"{manager.manager_url}/tasks/{task['id']}", timeout=5).json()["state"] == "pending"
 
@@ -98,24 +113,28 @@ def test_logs_stay_readable_after_the_end_with_tail_and_stream(orca, test_image)
     assert bad.status_code == 400 and "tail" in bad.json()["error"]
 
 
-def test_wait_on_a_running_task_returns_when_it_ends(orca, test_image):
-    task = post_task(orca.manager_url, {"image": test_image, "command": ["sleep", "2"]}).json()
-    wait_state(orca.manager_url, task["id"], ("running",))
-    started = time.monotonic()
-    response = requests.get(f"{orca.manager_url}/tasks/{task['id']}/wait", params={"timeout": 60}, timeout=70)
-    elapsed = time.monotonic() - started
+def test_wait_on_a_running_task_returns_when_it_ends(orca, docker_client, test_image):
+    command = ["sh", "-c", "while [ ! -e /go ]; do sleep 0.05; done"]
+    task = post_task(orca.manager_url, {"image": test_image, "command": command}).json()
+    container = docker_client.containers.get(wait_state(orca.manager_url, task["id"], ("running",))["container_id"])
+    # A wait of up to 300 s, with a client deadline of 30 s: it must return because the task ended.
+    thread, result = in_thread(requests.get, f"{orca.manager_url}/tasks/{task['id']}/wait",
+                               params={"timeout": 300}, timeout=30)
+    still = requests.get(f"{orca.manager_url}/tasks/{task['id']}/wait", params={"timeout": 0}, timeout=10).json()
+    assert (still["done"], still["task"]["state"]) == (False, "running")
+    assert container.exec_run(["touch", "/go"]).exit_code == 0
+    thread.join(40)
+    assert "error" not in result, result
+    response = result["value"]
     body = response.json()
     assert response.status_code == 200
     assert (body["done"], body["timed_out"], body["task"]["state"]) == (True, False, "completed")
-    assert 0.5 < elapsed < 10, elapsed
 
 
 def test_wait_times_out_and_says_so(orca, test_image):
     task = post_task(orca.manager_url, {"image": test_image, "command": ["sleep", "60"]}).json()
     wait_state(orca.manager_url, task["id"], ("running",))
-    started = time.monotonic()
     body = requests.get(f"{orca.manager_url}/tasks/{task['id']}/wait", params={"timeout": 0.5}, timeout=10).json()
-    assert 0.5 <= time.monotonic() - started < 3
     assert (body["done"], body["timed_out"], body["task"]["state"]) == (False, True, "running")
     bad = requests.get(f"{orca.manager_url}/tasks/{task['id']}/wait", params={"timeout": "forever"}, timeout=5)
     assert bad.status_code == 400 and "timeout" in bad.json()["error"]
@@ -144,10 +163,8 @@ def test_run_to_completion_keeps_the_end_of_long_output(orca, test_image):
 
 
 def test_run_to_completion_that_outlasts_its_wait(orca, test_image):
-    started = time.monotonic()
     response = requests.post(f"{orca.manager_url}/tasks", params={"wait": 1}, timeout=10,
                              json={"task": {"image": test_image, "command": ["sh", "-c", "echo started; sleep 60"]}})
-    assert 1 <= time.monotonic() - started < 5
     body = response.json()
     assert (response.status_code, body["done"], body["timed_out"], body["exit_code"]) == (201, False, True, None)
     assert body["task"]["state"] in ("scheduled", "running")

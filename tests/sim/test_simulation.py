@@ -87,4 +87,5 @@ def test_batch(case: int):
 def test_replay():
     logging.disable(logging.NOTSET)
     logging.basicConfig(level=logging.INFO)
-    run(int(os.environ["ORCA_SIM_SEED"]), STEPS, verbose=True)
+    result = run(int(os.environ["ORCA_SIM_SEED"]), STEPS, verbose=True)  # raises InvariantViolation
+    assert result.checks > 0, "the replay checked no invariant"

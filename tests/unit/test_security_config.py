@@ -43,7 +43,11 @@ def test_a_bad_image_pattern_is_refused_naming_the_variable(raw):
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "localhost", "LOCALHOST", "::1", "[::1]", ""])
 @pytest.mark.parametrize("variable", ["ORCA_MANAGER_HOST", "ORCA_WORKER_HOST"])
 def test_loopback_hosts_need_no_token(variable, host):
-    from_env({variable: host})
+    config = from_env({variable: host})
+    bound = config.manager_host if variable == "ORCA_MANAGER_HOST" else config.worker_host
+    assert bound == (host or "127.0.0.1")  # kept as given ("" means the default, 127.0.0.1)
+    assert config.token == "" and is_loopback(bound)
+    check_binding(config, "all")  # raises ConfigError for any host that is not loopback (see below)
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "[::]", "10.0.0.5", "192.168.1.20", "example.com",
