@@ -5,7 +5,7 @@ import logging
 import uuid
 from typing import Any, Callable
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify
 
 from common.http import create_json_app, json_body
 from common.metrics import WorkerMetrics, serve_metrics
@@ -63,7 +63,7 @@ def create_app(worker: Worker, stats: Callable[[], dict[str, Any]], allowed_imag
         worker.heard_from_manager()
         if not worker.ready:  # a listing before adoption would miss tasks that run here
             worker.check_ready()
-        since = request.args.get("since", type=int)
+        since = query_int("since", None, -2**63, 2**63 - 1)  # not an integer: 400, never "all tasks"
         wait = query_float("wait", 0.0, 0.0, MAX_WAIT)
         if since is not None and wait:
             worker.db.wait_for_change(since, wait)
