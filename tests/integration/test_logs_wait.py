@@ -69,6 +69,8 @@ def test_follow_sees_lines_as_they_are_written_and_ends_when_the_task_exits(orca
 def test_follow_on_the_worker_directly_ends_at_exit(orca, test_image):
     task = post_task(orca.manager_url, {"image": test_image, "command": TICKS, "restart_policy": "no"}).json()
     node = wait_state(orca.manager_url, task["id"], ("scheduled", "running"))["node"]
+    # The manager records the placement before it sends it: wait until the worker has the task.
+    wait_for(lambda: requests.get(f"http://{node}/tasks/{task['id']}", timeout=5).ok, what="the worker to have the task")
     streamed = follow(f"http://{node}", task["id"], tail="2")
     lines = [line for _, line in streamed["lines"]]
     assert lines[-1] == "line 5" and len(lines) >= 2 and lines == sorted(lines)
