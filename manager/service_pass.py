@@ -98,20 +98,22 @@ class ServicePass:
         before = service.rollout
         changed = replace(service, version=plan.version, rollout=plan.rollout,
                           task=service.spec_of(plan.version) or service.task)
-        if (before and before.state) != (plan.rollout and plan.rollout.state) or plan.version != service.version:
+        moved = (before and before.state) != (plan.rollout and plan.rollout.state) or plan.version != service.version
+        if moved:
             changed.updated_at = utc_now()
-            self._announce(service.name, before, plan)
         self._put(changed)
         self._services[service.name] = changed
+        self._announce(service.name, plan.rollout, moved)
 
-    def _announce(self: "Services", name: str, before: Rollout | None, plan: Plan) -> None:
-        rollout = plan.rollout
+    def _announce(self: "Services", name: str, rollout: Rollout | None, moved: bool) -> None:
+        """Publish the rollout's progress; log when its state (or the version) changed."""
         if rollout is None:
             return
-        log.log(logging.INFO if rollout.state != PAUSED else logging.WARNING,
-                "service %s: rollout %d -> %d %s%s", name, rollout.from_version, rollout.to_version,
-                rollout.state, f": {rollout.reason}" if rollout.reason else "")
-        self.on_event(f"rollout_{rollout.state}", {"service": name, **rollout.to_dict()})
+        if moved:
+            log.log(logging.INFO if rollout.state != PAUSED else logging.WARNING,
+                    "service %s: rollout %d -> %d %s%s", name, rollout.from_version, rollout.to_version,
+                    rollout.state, f": {rollout.reason}" if rollout.reason else "")
+        self.on_event("rollout", {"service": name, **rollout.to_dict()})
 
     def _place(self: "Services", name: str, version: int) -> None:
         """Create one replica of `version` (durable before it counts); in flight meanwhile."""
@@ -142,7 +144,7 @@ class ServicePass:
             self._store.delete("service", name)
             self._services.pop(name, None)
         log.info("service %s removed: every replica has ended", name)
-        self.on_event("service_removed", {"service": name})
+        self.on_event("removed", {"service": name})
 
     # ----- observations
 

@@ -47,6 +47,9 @@ class Services(ServicePass):
         self._seen: dict[str, Seen] = {}
         self.on_change: Callable[[], None] = lambda: None  # wakes the reconcile pass
         self.on_event: Callable[[str, dict[str, Any]], None] = lambda kind, data: None  # rollout events
+        events = getattr(manager, "events", None)  # manager/events.py's log, where the manager has one
+        if events is not None:
+            self.on_event = lambda kind, data: events.publish("service", kind, data)
         if hasattr(manager, "drain_replacement"):  # the drainer's hook (manager/nodes/drain.py)
             manager.drain_replacement = self.take_over_drained
         if self._services:
@@ -82,6 +85,7 @@ class Services(ServicePass):
             self._put(service)
             self._services[service.name] = service
         log.info("service %s created: %d replica(s) of %s", service.name, service.replicas, service.task["image"])
+        self.on_event("created", {"service": service.name, "version": service.version, "replicas": service.replicas})
         self.on_change()
         return self.get(service.name)
 
@@ -114,7 +118,7 @@ class Services(ServicePass):
         service.rollout = Rollout(good, number, RUNNING, 0, service.replicas)
         service.version, service.task = number, dict(task)
         log.info("service %s: rolling out version %d (from %d)", service.name, number, good)
-        self.on_event("rollout_started", {"service": service.name, "from_version": good, "to_version": number})
+        self.on_event("rollout", {"service": service.name, **service.rollout.to_dict()})
 
     def apply(self, request: ServiceRequest) -> tuple[dict[str, Any], bool]:
         """Create the service, or update it if it exists (the seed API's upsert); returns
@@ -139,6 +143,7 @@ class Services(ServicePass):
             self._put(changed)
             self._services[name] = changed
         log.info("service %s scaled to %d", name, replicas)
+        self.on_event("scaled", {"service": name, "replicas": replicas})
         self.on_change()
         return self.get(name)
 
@@ -160,7 +165,7 @@ class Services(ServicePass):
             self._put(changed)
             self._services[name] = changed
         log.info("service %s rolled back to version %d", name, rollout.from_version)
-        self.on_event("rolled_back", {"service": name, "version": rollout.from_version, "reason": "request"})
+        self.on_event("rollout", {"service": name, **changed.rollout.to_dict()})
         self.on_change()
         return self.get(name)
 
@@ -174,6 +179,7 @@ class Services(ServicePass):
                 self._put(changed)
                 self._services[name] = changed
         log.info("service %s: delete requested", name)
+        self.on_event("deleting", {"service": name})
         self.on_change()
         return self.get(name)
 

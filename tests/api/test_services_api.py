@@ -148,3 +148,17 @@ def test_delete_stops_every_replica_then_the_service_is_gone(client, manager, se
     assert client.get("/services/web").status_code == 404
     assert all(t.state.is_terminal for t in manager.list())
     assert client.post("/services", json=body()).status_code == 201  # the name is free again
+
+
+def test_rollout_events_reach_the_hook(client, manager, services, fake_workers, clock):
+    seen = []
+    services.on_event = lambda kind, data: seen.append((kind, data.get("state")))
+    client.post("/services", json=body(replicas=2))
+    settle(manager, services, fake_workers, clock)
+    client.put("/services/web", json={"task": {"image": IMAGE, "command": ["sleep", "61"]}})
+    settle(manager, services, fake_workers, clock, rounds=20)
+    client.delete("/services/web")
+    settle(manager, services, fake_workers, clock)
+    kinds = [k for k, _ in seen]
+    assert kinds[0] == "created" and ("rollout", "running") in seen and ("rollout", "completed") in seen
+    assert kinds[-2:] == ["deleting", "removed"]
