@@ -52,7 +52,7 @@ def status(base_url: str, job_id: str) -> dict:
     return answer["result"]
 
 
-def wait_status(base_url: str, job_id: str, states=TERMINAL, timeout: float = 20.0) -> dict:
+def wait_status(base_url: str, job_id: str, states=TERMINAL, timeout: float = 60.0) -> dict:
     """Poll ContainerService.Status until the job's status is one of `states`."""
     def check():
         result = status(base_url, job_id)
