@@ -21,6 +21,7 @@ import click
 from dotenv import load_dotenv
 
 from cli.commands import COMMANDS
+from cli.managers import managers as managers_command
 from cli.services import service as service_commands
 from common.config import Config, ConfigError, from_env
 from store import BadDatabaseURL
@@ -144,6 +145,7 @@ def cleanup(ctx: click.Context, worker: str | None, dry_run: bool) -> None:
 for _command in COMMANDS:
     cli.add_command(_command)
 cli.add_command(service_commands)
+cli.add_command(managers_command)
 
 
 def main(argv: list[str] | None = None) -> int:

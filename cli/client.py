@@ -58,10 +58,16 @@ def normalize_url(url: str) -> str:
     return url if "://" in url else f"http://{url}"
 
 
+def normalize_urls(urls: str) -> str:
+    """A comma-separated list of managers' URLs, each normalized (see normalize_url)."""
+    return ",".join(normalize_url(url) for url in urls.split(",") if url.strip())
+
+
 def default_url(env: dict[str, str]) -> str:
-    """The manager's URL: ORCA_MANAGER_URL, else the manager's own listen address settings."""
-    if env.get("ORCA_MANAGER_URL", "").strip():
-        return normalize_url(env["ORCA_MANAGER_URL"])
+    """The manager's URL: ORCA_MANAGER_URL (one URL, or several separated by commas), else the
+    manager's own listen address settings."""
+    if env.get("ORCA_MANAGER_URL", "").strip().strip(","):
+        return normalize_urls(env["ORCA_MANAGER_URL"])
     host = env.get("ORCA_MANAGER_HOST", "").strip() or "127.0.0.1"
     port = env.get("ORCA_MANAGER_PORT", "").strip() or "5555"
     if host in ("0.0.0.0", "::"):  # listening everywhere: talk to it locally
@@ -82,8 +88,19 @@ def explain(exc: requests.RequestException) -> str:
     return type(exc).__name__
 
 
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when no connection was opened, so the request surely did not reach the manager."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(exc, requests.ConnectionError) and type(reason).__name__ == "NewConnectionError"
+
+
 class ManagerClient:
-    """Calls the manager's API at `url`. Every call has a connect and a read timeout and one try.
+    """Calls the manager's API at `url`. Every call has a connect and a read timeout and one try
+    per manager: `url` may list several managers separated by commas (several managers on one
+    database); a call that cannot connect to one goes to the next, and the one that answered
+    is used first from then on.
 
     Raises (every method):
         ManagerUnreachable: no answer, a timeout, or an answer that is not the API's JSON.
@@ -92,7 +109,8 @@ class ManagerClient:
 
     def __init__(self, url: str = DEFAULT_URL, token: str | None = None,
                  connect_timeout: float = CONNECT_TIMEOUT, read_timeout: float = READ_TIMEOUT) -> None:
-        self.url = normalize_url(url)
+        self.urls = [normalize_url(u) for u in url.split(",") if u.strip()] or [normalize_url(url)]
+        self.url = self.urls[0]
         self._timeout = (connect_timeout, read_timeout)
         self._session = requests.Session()
         self._session.trust_env = False  # the manager is addressed directly, never through a proxy
@@ -106,11 +124,24 @@ class ManagerClient:
         self._session.close()
 
     def _call(self, method: str, path: str, stream: bool = False, timeout=None, **kwargs: Any) -> requests.Response:
-        try:
-            response = self._session.request(method, self.url + path, timeout=timeout or self._timeout,
-                                             stream=stream, **kwargs)
-        except requests.RequestException as exc:
-            raise ManagerUnreachable(f"cannot reach the manager at {self.url}: {explain(exc)}") from None
+        start = self.urls.index(self.url)
+        failures: list[tuple[str, str]] = []
+        response = None
+        for url in self.urls[start:] + self.urls[:start]:
+            try:
+                response = self._session.request(method, url + path, timeout=timeout or self._timeout,
+                                                 stream=stream, **kwargs)
+            except requests.RequestException as exc:
+                failures.append((url, explain(exc)))
+                if _never_sent(exc) or method in ("GET", "HEAD"):
+                    continue  # nothing reached that manager (or it was a read): try the next
+                break
+            self.url = url
+            break
+        if response is None:
+            if len(failures) == 1:
+                raise ManagerUnreachable(f"cannot reach the manager at {failures[0][0]}: {failures[0][1]}")
+            raise ManagerUnreachable("cannot reach any manager: " + "; ".join(f"{u}: {why}" for u, why in failures))
         if response.status_code >= 400:
             raise ManagerRejected(response.status_code, self._error_message(response))
         return response
@@ -177,6 +208,18 @@ class ManagerClient:
     def nodes(self) -> list[dict[str, Any]]:
         """The workers with their latest stats."""
         return self._every("/nodes")
+
+    def cluster(self) -> dict[str, Any]:
+        """GET /cluster: {"leader", "term", "managers": [...]}."""
+        response = self._call("GET", "/cluster")
+        try:
+            view = response.json()
+        except ValueError:
+            view = None
+        if not isinstance(view, dict) or not isinstance(view.get("managers"), list):
+            raise ManagerUnreachable(f"{self.url} answered {response.status_code} with something that is not "
+                                     "the manager API's JSON: is it an Orca manager?")
+        return view
 
     def call_json(self, method: str, path: str, shape: type = dict, **kwargs: Any) -> Any:
         """Any other route answering JSON of `shape` (objects named by id or name)."""
