@@ -2,12 +2,16 @@
 (`python main.py`), busybox httpd replicas with a health check."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
 import requests
 
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import ROOT, wait_for
 
 HTTPD = ["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"]
 TIMEOUT = 90  # seconds for a convergence on a loaded 2-core machine
@@ -150,3 +154,38 @@ def test_a_rollout_resumes_after_the_manager_is_killed(cluster, test_image):
              what="the rollout to complete after the restart")
     converged(url, 3, version=2, name="calm")
     wait_for(lambda: len(running_containers(cluster)) == 3, TIMEOUT, 0.2, what="exactly 3 containers")
+
+
+def test_the_service_commands_as_a_user_runs_them(cluster, test_image, tmp_path):
+    orca = cluster.start("all", workers=2, ORCA_STOP_TIMEOUT="1")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCA_")}
+    env["ORCA_MANAGER_URL"] = orca.manager_url
+
+    def orca_cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(ROOT / "main.py"), "service", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    spec_file = tmp_path / "svc.json"
+    spec_file.write_text(json.dumps({"name": "cli", "replicas": 2, "task": {"image": test_image, "command": [
+        "sleep", "infinity"]}, "update": {"min_healthy_time": 1}}))
+    assert orca_cli("create", "-f", str(spec_file)).stdout == "cli\n"
+    converged(orca.manager_url, 2, name="cli")
+    listed = orca_cli("ls")
+    assert listed.returncode == 0 and "cli" in listed.stdout and "2/2" in listed.stdout
+    assert orca_cli("scale", "cli", "3").stdout == "cli: 3 replicas\n"
+    converged(orca.manager_url, 3, name="cli")
+    spec_file.write_text(json.dumps({"task": {"image": test_image, "command": ["sleep", "99999"]}}))
+    update = orca_cli("update", "cli", "-f", str(spec_file))  # follows the rollout to its end
+    assert update.returncode == 0, update.stderr
+    lines = update.stdout.splitlines()
+    assert "version 1 -> 2 running" in lines[0] and "version 1 -> 2 completed" in lines[-1]
+    assert "3/3 updated" in lines[-1]
+    ps = orca_cli("ps", "cli")
+    assert ps.returncode == 0 and ps.stdout.count(" running ") == 3
+    assert orca_cli("rollback", "cli").stdout == "cli: back to version 1\n"
+    assert "already rolled back" in orca_cli("rollback", "cli").stderr
+    missing = orca_cli("ps", "nope")
+    assert missing.returncode == 1 and missing.stderr == "orca: rejected by the manager: service nope not found\n"
+    assert orca_cli("rm", "cli").stdout == "cli\n"
+    wait_for(lambda: requests.get(f"{orca.manager_url}/services/cli", timeout=5).status_code == 404, TIMEOUT,
+             0.2, what="the service removed")
