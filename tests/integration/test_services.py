@@ -172,16 +172,16 @@ def test_the_service_commands_as_a_user_runs_them(cluster, test_image, tmp_path)
     converged(orca.manager_url, 2, name="cli")
     listed = orca_cli("ls")
     assert listed.returncode == 0 and "cli" in listed.stdout and "2/2" in listed.stdout
-    assert orca_cli("scale", "cli", "3").stdout == "cli: 3 replicas\n"
-    converged(orca.manager_url, 3, name="cli")
+    assert orca_cli("scale", "cli", "1").stdout == "cli: 1 replicas\n"
+    converged(orca.manager_url, 1, name="cli")
     spec_file.write_text(json.dumps({"task": {"image": test_image, "command": ["sleep", "99999"]}}))
     update = orca_cli("update", "cli", "-f", str(spec_file))  # follows the rollout to its end
     assert update.returncode == 0, update.stderr
     lines = update.stdout.splitlines()
     assert "version 1 -> 2 running" in lines[0] and "version 1 -> 2 completed" in lines[-1]
-    assert "3/3 updated" in lines[-1]
+    assert "1/1 updated" in lines[-1]
     ps = orca_cli("ps", "cli")
-    assert ps.returncode == 0 and ps.stdout.count(" running ") == 3
+    assert ps.returncode == 0 and ps.stdout.count(" running ") == 1
     assert orca_cli("rollback", "cli").stdout == "cli: back to version 1\n"
     assert "already rolled back" in orca_cli("rollback", "cli").stderr
     missing = orca_cli("ps", "nope")
