@@ -23,6 +23,7 @@ from dotenv import load_dotenv
 from cli.commands import COMMANDS
 from cli.managers import managers as managers_command
 from cli.services import service as service_commands
+from cli.nodes import node as node_group
 from common.config import Config, ConfigError, from_env
 from store import BadDatabaseURL
 
@@ -146,6 +147,7 @@ for _command in COMMANDS:
     cli.add_command(_command)
 cli.add_command(service_commands)
 cli.add_command(managers_command)
+cli.add_command(node_group)
 
 
 def main(argv: list[str] | None = None) -> int:

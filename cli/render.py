@@ -11,7 +11,7 @@ STATE_STYLES = {"pending": "dim", "scheduled": "cyan", "running": "green", "comp
                 "up": "green", "down": "red"}
 SHORT_ID = 8
 BAR_WIDTH = 8
-WIDE = 100  # terminal columns from which `orca nodes` shows sizes too
+WIDE = 120  # terminal columns from which `orca nodes` shows scheduling and sizes too
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -138,13 +138,21 @@ def _used(usage: dict[str, Any]) -> str:
     return f"{human_bytes(usage.get('used'))}/{human_bytes(usage.get('total'))}"
 
 
+def _scheduling(node: dict[str, Any]) -> Text:
+    drain = node.get("drain")
+    if drain:
+        return Text(f"draining ({drain.get('remaining', 0)} left)", style="yellow")
+    return Text("eligible") if node.get("eligible", True) else Text("ineligible", style="dim")
+
+
 def nodes_table(nodes: list[dict[str, Any]], now: datetime, wide: bool = True) -> Table:
     """One row per worker: state, CPU, memory and disk use as bars, task count.
 
-    `wide` adds the cores and the used/total sizes (about 100 columns instead of 75).
+    `wide` adds the scheduling (eligible, ineligible, draining), the cores and the used/total
+    sizes (about 115 columns instead of 75).
     """
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("NAME", "STATE", "CPU", "MEMORY", "DISK"):
+    for column in ("NAME", "STATE", *(("SCHEDULING",) if wide else ()), "CPU", "MEMORY", "DISK"):
         table.add_column(column, no_wrap=True)
     table.add_column("TASKS", justify="right", no_wrap=True)
     for node in nodes:
@@ -154,7 +162,7 @@ def nodes_table(nodes: list[dict[str, Any]], now: datetime, wide: bool = True) -
         if node.get("state") != "up" and node.get("last_seen"):
             state.append(f" (seen {age(node['last_seen'], now)} ago)", style="dim")
         table.add_row(
-            node.get("name") or node.get("address") or "-", state,
+            node.get("name") or node.get("address") or "-", state, *((_scheduling(node),) if wide else ()),
             bar(stats.get("cpu_percent"), f"of {node['cores']}" if wide and node.get("cores") else ""),
             bar(memory.get("percent"), _used(memory) if wide else ""),
             bar(disk.get("percent"), _used(disk) if wide else ""),

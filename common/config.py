@@ -7,7 +7,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from node.validation import parse_capacity_text, parse_labels_text
 from scheduler import ALIASES, DEFAULT, STRATEGIES
+from task.errors import ValidationError
 from task.reference import InvalidReference, parse_pattern
 
 MIN_TOKEN = 16
@@ -57,6 +59,9 @@ class Config:
     manager_name: str = ""
     allowed_images: tuple[str, ...] = ()
     placeholder_image: str = "busybox"  # what a seed-API container that names no image runs (sleep infinity)
+    manager_urls: tuple[str, ...] = ()  # ORCA_MANAGER_URL: a worker joins one of them (POST /nodes) when it starts
+    node_capacity: tuple[tuple[str, float], ...] = ()  # ORCA_NODE_CAPACITY; empty: the host's
+    node_labels: tuple[tuple[str, str], ...] = ()  # ORCA_NODE_LABELS
 
     def worker_address(self, index: int = 0) -> str:
         """host:port of the index-th worker of this process."""
@@ -189,6 +194,9 @@ def _build(env: Mapping[str, str], level: str) -> Config:
         gc_after=_float(env, "ORCA_GC_AFTER", 600.0, 0.0, 10 * 365 * 86400),
         token=_token(env.get("ORCA_TOKEN", "")),
         allowed_images=_patterns(env.get("ORCA_ALLOWED_IMAGES", "")),
+        manager_urls=_manager_urls(env.get("ORCA_MANAGER_URL", "")),
+        node_capacity=_node_setting(parse_capacity_text, env.get("ORCA_NODE_CAPACITY", "")),
+        node_labels=_node_setting(parse_labels_text, env.get("ORCA_NODE_LABELS", "")),
         database_url=_database_url(env.get("ORCA_DATABASE_URL", "")),
         lease_ttl=_float(env, "ORCA_LEASE_TTL", 15.0, 0.5, 3600),
         manager_name=env.get("ORCA_MANAGER_NAME", "").strip(),
@@ -210,6 +218,25 @@ def _database_url(raw: str) -> str:
     if url and not url.startswith(("postgresql://", "postgres://")):
         raise ConfigError("ORCA_DATABASE_URL must start with postgresql:// (or be empty for the SQLite store)")
     return url
+
+
+def _manager_urls(raw: str) -> tuple[str, ...]:
+    """ORCA_MANAGER_URL: http(s)://host:port of the manager a worker joins (several, separated
+    by commas, when managers share a database)."""
+    urls = tuple(u.strip().rstrip("/") for u in raw.split(",") if u.strip())
+    for url in urls:
+        if not re.fullmatch(r"https?://[^/\s,]+", url):
+            raise ConfigError(f"ORCA_MANAGER_URL must look like http://host:port[,http://host:port...], "
+                              f"got {url[:128]!r}")
+    return urls
+
+
+def _node_setting(parse, raw: str) -> tuple:
+    """ORCA_NODE_CAPACITY or ORCA_NODE_LABELS as sorted (key, value) pairs; ConfigError if bad."""
+    try:
+        return tuple(sorted((parse(raw) or {}).items()))
+    except ValidationError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _scheduler(env: Mapping[str, str]) -> str:

@@ -15,6 +15,7 @@ from manager.cluster import cluster_view, create_cluster_blueprint
 from manager.jrpc import create_jrpc_blueprint
 from manager.logs import TaskLogs
 from manager.manager import Manager
+from manager.nodes.api import create_nodes_blueprint
 from manager.openapi import manager_document
 from manager.queries import DEFAULT_LIMIT, MAX_LIMIT
 from manager.clusters import create_clusters_blueprint
@@ -125,6 +126,7 @@ def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_
         return paged([n.to_dict() for n in page.items], page.next)
 
     app.register_blueprint(api)
+    app.register_blueprint(create_nodes_blueprint(manager))
     app.register_blueprint(create_jrpc_blueprint(manager, allowed_images))
     services = services or Services(manager, manager.store)
     app.register_blueprint(create_services_blueprint(services, allowed_images))

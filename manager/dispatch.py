@@ -83,6 +83,7 @@ class Dispatch:
                     if lifecycle.next_action(self._tasks[task_id], False) in (Action.PLACE, Action.CANCEL):
                         self._work[task_id] = None
         self.send_kills()
+        self.drain_nodes()
         return delivered
 
     def _reconcile(self: "Manager", task_id: str, now: float, unreachable: set[str],
@@ -119,7 +120,7 @@ class Dispatch:
         if reason is None:
             with self._lock:
                 if self._held(task.id):
-                    return "later"
+                    return "retry"  # kept in the work set: placed once its old copy has stopped
                 placement = self._scheduler.place(task, self._cluster())
             node, reason = placement.node, placement.reason
         if reason is not None:
@@ -204,11 +205,6 @@ class Dispatch:
     def _settled(self: "Manager", task: Task) -> None:
         with self._lock:
             self._schedule_work(task)
-
-    def _held(self: "Manager", task_id: str) -> bool:
-        """True while a task may not be placed yet (a drain waits for its old copy to stop)."""
-        return False
-
 
 def _shape(task: Task) -> tuple:
     """What decides whether a node can take a task, apart from the node: two tasks of one

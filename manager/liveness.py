@@ -34,7 +34,9 @@ class Liveness:
         """Check each worker's liveness (GET /stats) and engine (GET /health). A node whose
         engine is unreachable stays up but gets no new tasks. Then settle the tasks of lost
         nodes whose stop_after_disconnect has passed."""
-        for node in self._nodes:
+        with self._lock:
+            nodes = list(self._nodes)  # nodes join and leave meanwhile
+        for node in nodes:
             try:
                 self._check_node(node)
             except Exception:
@@ -99,7 +101,7 @@ class Liveness:
 
     def _settle_deferred(self: "Manager") -> None:
         with self._lock:
-            nodes = [self._by_name[name] for name, ids in self._deferred.items() if ids]
+            nodes = [self._by_name[name] for name, ids in self._deferred.items() if ids and name in self._by_name]
         for node in nodes:
             self._settle(node)
 

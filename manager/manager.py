@@ -16,6 +16,7 @@ from manager.dispatch import Dispatch
 from manager.index import TaskIndex
 from manager.liveness import Liveness
 from manager.mirror import Mirror
+from manager.nodes import Drainer, NodeRegistry
 from manager.placement import PlacementIndex
 from manager.queries import Queries
 from node import Node
@@ -37,7 +38,7 @@ class WorkerAPI(Protocol):
     def health(self, address: str) -> dict[str, Any]: ...
 
 
-class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex):
+class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry, Drainer):
     """Owns the task DB, the nodes and the work sets, behind one lock.
 
     Request threads call submit/stop/get/list; the periodic passes dispatch_pending,
@@ -61,8 +62,9 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex):
         self._index = TaskIndex()  # intake order, by state/node/service: fed by _save()
         self._event_ids: set[str] = set()
         self._uncommitted: set[str] = set()  # tasks whose intake write is not durable yet
-        self._nodes = [Node(name=address, address=address, last_answer=clock()) for address in workers]
-        self._by_name = {node.name: node for node in self._nodes}
+        self._nodes: list[Node] = []
+        self._by_name: dict[str, Node] = {}
+        self._init_registry(workers)  # the persisted nodes, then ORCA_WORKERS
         self._accepting = True
         self._changes = threading.Condition()  # notified on every task write and at shutdown
         self._change_count = 0
@@ -73,6 +75,8 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex):
         Mirror.__init__(self)
         Liveness.__init__(self)
         PlacementIndex.__init__(self)
+        self._init_drains()
+        self._restore_drains(self._node_records)
         self._load()
 
     # ----- persistence
@@ -112,6 +116,8 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex):
             Dispatch.__init__(self)
             Mirror.__init__(self)
             Liveness.__init__(self)
+            added = self._reload_nodes()
+            self._reset_placements(tasks)
             now = self._clock()
             for node in self._nodes:
                 node.generation += 1  # a read begun before the reload cannot be written back
@@ -119,6 +125,8 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex):
             for task in tasks:
                 self._schedule_work(task)
         self._notify_change()
+        for name in added:
+            self.on_node_added(name)
 
     def _save(self, tasks: Iterable[Task] = (), events: Iterable[TaskEvent] = ()) -> Callable[[], None]:
         """Queue task and event records for the store (caller holds the lock); return the wait.

@@ -49,12 +49,14 @@ class Mirror:
         block=False a worker already being synced is skipped. Returns False when the worker
         could not be read (the caller may pause before trying again).
         """
-        lock = self._sync_locks[node_name]
+        lock = self._sync_locks.get(node_name)
+        if lock is None:  # removed
+            return False
         if not lock.acquire(blocking=block):
             return True
         try:
-            node = self._by_name[node_name]
-            if not node.is_up:
+            node = self._by_name.get(node_name)
+            if node is None or not node.is_up:
                 return False
             self._sync_node_tasks(node, wait)
             return True
@@ -138,6 +140,8 @@ class Mirror:
     def _kill_done(self: "Manager", key: tuple[str, str, int]) -> None:
         if self._kills.pop(key, None) is not None:
             self._cleaned.add(key)
+            if key[0] in self._moving:  # a drained task may now be placed elsewhere
+                self.on_work()
 
     def send_kills(self: "Manager") -> None:
         """Send the due kill orders, each in its own try."""
@@ -146,8 +150,8 @@ class Mirror:
             due = [key for key, at in self._kills.items() if at <= now]
         for key in due:
             task_id, node_name, attempt = key
-            node = self._by_name[node_name]
-            if node.lost:
+            node = self._by_name.get(node_name)
+            if node is None or node.lost:
                 continue
             try:
                 answer: Any = self._client.stop_task(node.address, task_id, attempt)

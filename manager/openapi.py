@@ -10,7 +10,9 @@ from manager.jrpc import ENVELOPE_FIELDS, MAX_BATCH
 from manager.queries import DEFAULT_LIMIT, MAX_FILTER, MAX_LIMIT, NODE_STATES, STATES
 from manager.services_openapi import cluster_paths, service_paths, service_schemas
 from node import DOWN, UP
-from task.schema import ref
+from node.validation import _ADDRESS, _NODE_NAME, DEFAULT_DRAIN_DEADLINE, MAX_LABELS, MAX_NODE_NAME
+from task.schema import SIZE_PATTERN, ref
+from task.validation import _LABEL, MAX_BYTES, MAX_CPU, MAX_LABEL, MAX_SECONDS
 
 LOCATION = {"Location": "/tasks/<id>: the task"}
 NEXT = {"description": "the cursor of the next page (pass it as `after`); absent on the last page",
@@ -110,6 +112,67 @@ def _task_paths(max_wait: float, default_wait: float) -> dict[str, Any]:
     }
 
 
+NODE_NAME = {"name": "name", "in": "path", "required": True, "description": "the node's name (host:port by default)",
+             "schema": {"type": "string", "minLength": 1, "maxLength": MAX_NODE_NAME, "pattern": _NODE_NAME.pattern}}
+
+
+def _node_schemas() -> dict[str, dict[str, Any]]:
+    label = {"type": "string", "maxLength": MAX_LABEL, "pattern": _LABEL.pattern}
+    size = {"anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_BYTES},
+                      {"type": "string", "maxLength": 32, "pattern": SIZE_PATTERN}]}
+    capacity = {"type": "object", "additionalProperties": False,
+                "properties": {"cpu": {"type": "number", "minimum": 0, "maximum": MAX_CPU}, "memory": size,
+                               "disk": size}}
+    registration = {
+        "type": "object", "additionalProperties": False, "required": ["address"],
+        "properties": {"id": {"type": ["string", "null"], "format": "uuid"},
+                       "name": {"type": ["string", "null"], "maxLength": MAX_NODE_NAME, "pattern": _NODE_NAME.pattern},
+                       "address": {"type": "string", "maxLength": MAX_NODE_NAME, "pattern": _ADDRESS.pattern},
+                       "capacity": {"anyOf": [{"type": "null"}, capacity]},
+                       "labels": {"type": ["object", "null"], "maxProperties": MAX_LABELS,
+                                  "propertyNames": label, "additionalProperties": {"anyOf": [{"const": ""}, label]}}},
+        "description": "a worker joining: name defaults to address; capacity to what the worker's stats report"}
+    drain = {"type": "object", "additionalProperties": False,
+             "properties": {"deadline": {"type": "number", "minimum": 0, "maximum": MAX_SECONDS,
+                                         "default": DEFAULT_DRAIN_DEADLINE},
+                            "force": {"type": "boolean", "default": False},
+                            "cancel": {"type": "boolean", "default": False},
+                            "parallel": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1}}}
+    eligibility = {"type": "object", "additionalProperties": False, "required": ["eligible"],
+                   "properties": {"eligible": {"type": "boolean"}}}
+    return {"NodeRegistration": registration, "DrainRequest": drain, "Eligibility": eligibility}
+
+
+def _node_paths() -> dict[str, Any]:
+    node = json_response("the node", ref("Node"))
+    return {
+        "/nodes": {
+            "get": _listing("listNodes", "A page of the workers with their latest stats", "nodes", "Node",
+                            _page_parameters(NODE_STATES)),
+            "post": operation("registerNode", "A worker joins (201) or rejoins (200)", "nodes",
+                              {200: node, 201: json_response("the new node", ref("Node"), {"Location": "/nodes/<name>"})},
+                              (400, 409, 413, 415, 503), body=ref("NodeRegistration")),
+        },
+        "/nodes/{name}": {
+            "parameters": [NODE_NAME],
+            "get": operation("getNode", "One node", "nodes", {200: node}, (404,)),
+            "delete": operation("removeNode", "Forget a node that is down or drained", "nodes", {200: node},
+                                (404, 409, 503)),
+        },
+        "/nodes/{name}/eligibility": {
+            "parameters": [NODE_NAME],
+            "post": operation("setNodeEligibility", "Let the node take new tasks, or not", "nodes", {200: node},
+                              (400, 404, 409, 413, 415, 503), body=ref("Eligibility")),
+        },
+        "/nodes/{name}/drain": {
+            "parameters": [NODE_NAME],
+            "post": operation("drainNode", "Move every task off the node, or cancel a drain", "nodes",
+                              {202: json_response("the drain is recorded", ref("Node"))},
+                              (400, 404, 409, 413, 415, 503), body=ref("DrainRequest"), body_required=False),
+        },
+    }
+
+
 def manager_document(max_wait: float, default_wait: float) -> dict[str, Any]:
     """The manager API's OpenAPI document; `max_wait`/`default_wait` bound ?wait and ?timeout."""
     rpc_body = {"anyOf": [ref("JsonRpcRequest"),
@@ -119,8 +182,7 @@ def manager_document(max_wait: float, default_wait: float) -> dict[str, Any]:
         **_task_paths(max_wait, default_wait),
         **service_paths(),
         **cluster_paths(),
-        "/nodes": {"get": _listing("listNodes", "A page of the workers with their latest stats", "nodes", "Node",
-                                   _page_parameters(NODE_STATES))},
+        **_node_paths(),
         "/health": {"get": operation("getManagerHealth", "Readiness: ok when every worker takes tasks", "meta",
                                      {200: json_response("the manager's and its workers' state",
                                                          ref("ManagerHealth"))}, open_route=True)},
@@ -134,4 +196,4 @@ def manager_document(max_wait: float, default_wait: float) -> dict[str, Any]:
             body=rpc_body, body_required=False)},  # any body gets a JSON-RPC answer, a parse error included
     }
     return document("Orca manager", "Accepts tasks, places them on workers, and reports their state.", paths,
-                    {**_schemas(), **service_schemas()})
+                    {**_schemas(), **service_schemas(), **_node_schemas()})

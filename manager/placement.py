@@ -33,27 +33,35 @@ class PlacementIndex:
         if before is not None and before != after:
             self._placed.get(before, {}).pop(task.id, None)
             del self._where[task.id]
-            self._allocate(before)
+            self._allocate(before, task, -1)
             if after is None and not task.state.is_terminal:
                 self._avoid[task.id] = before  # moved: its next attempt goes elsewhere if it can
         if after is not None:
             self._placed.setdefault(after, {})[task.id] = task
-            self._where[task.id] = after
             if before != after:
-                self._allocate(after)
+                self._where[task.id] = after
+                self._allocate(after, task, +1)
         if task.state.is_terminal:
             self._avoid.pop(task.id, None)
 
-    def _allocate(self: "Manager", node_name: str) -> None:
-        """Recompute a node's `allocated`: the sum of the requests of its tasks."""
+    def _allocate(self: "Manager", node_name: str, task: Task, sign: int) -> None:
+        """Add (sign +1) or take back (-1) a task's requests in its node's `allocated`."""
         node = self._by_name.get(node_name)
         if node is None:
             return
-        total = no_resources()
-        for task in self._placed.get(node_name, {}).values():
-            for resource in RESOURCES:
-                total[resource] += getattr(task, resource)
+        total = dict(node.allocated)
+        for resource in RESOURCES:
+            total[resource] = round(total.get(resource, 0) + sign * getattr(task, resource), 6)
+        total["memory"], total["disk"] = int(total["memory"]), int(total["disk"])
         node.allocated = total
+
+    def _reset_placements(self: "Manager", tasks) -> None:
+        """Rebuild the index from `tasks` (a reload)."""
+        PlacementIndex.__init__(self)
+        for node in self._nodes:
+            node.allocated = no_resources()
+        for task in tasks:
+            self._track_placement(task)
 
     def _cluster(self: "Manager") -> Cluster:
         """The scheduler's view: the nodes, what runs on each, the nodes to avoid."""

@@ -58,13 +58,29 @@ class ManagerService:
         self._workers = workers
         self._stopped = False
         self._halt = threading.Event()
-        self._watchers = [threading.Thread(target=self._watch, args=(name,), name=f"watch-{name}", daemon=True)
-                          for name in workers]
+        self._watchers: dict[str, threading.Thread] = {}
+        self._watch_lock = threading.Lock()
+        self.manager.on_node_added = self._node_added
+
+    def _node_added(self, node_name: str) -> None:
+        """A worker joined: follow it, and check its liveness now rather than at the next tick."""
+        self._follow(node_name)
+        self.jobs.wake("sync_nodes")
+
+    def _follow(self, node_name: str) -> None:
+        """Start the watcher of a node (once per node)."""
+        with self._watch_lock:
+            if self._halt.is_set() or (node_name in self._watchers and self._watchers[node_name].is_alive()):
+                return
+            watcher = threading.Thread(target=self._watch, args=(node_name,), name=f"watch-{node_name}", daemon=True)
+            self._watchers[node_name] = watcher
+        watcher.start()
 
     def _watch(self, node_name: str) -> None:
         """Follow one worker's task changes by long polling, so the manager sees a state
-        change milliseconds after the worker does; the sync_tasks job is the safety net."""
-        while not self._halt.is_set():
+        change milliseconds after the worker does; the sync_tasks job is the safety net.
+        Ends when the node is removed."""
+        while not self._halt.is_set() and self.manager.has_node(node_name):
             if self.cluster and not self.cluster.leading:
                 self._halt.wait(0.5)
             elif not self.manager.watch_tasks(node_name, LONG_POLL):
@@ -85,12 +101,14 @@ class ManagerService:
         if self.cluster:
             self.cluster.start()
         self.jobs.start()
-        for watcher in self._watchers:
-            watcher.start()
+        for node in self.manager.nodes():
+            self._follow(node.name)
         self.server.start()
-        log.info("manager listening on http://%s with workers %s", self.address, ", ".join(self._workers) or "(none)")
-        if not self._workers:
-            log.warning("no workers configured: set ORCA_WORKERS=host:port,... for the manager role")
+        names = [node.name for node in self.manager.nodes()]
+        log.info("manager listening on http://%s with workers %s", self.address, ", ".join(names) or "(none)")
+        if not names:
+            log.warning("no workers yet: start workers with ORCA_MANAGER_URL=http://%s, or list them in "
+                        "ORCA_WORKERS=host:port,...", self.address)
 
     def shutdown(self) -> None:
         """Stop intake, stop the jobs, close the server. Idempotent."""
@@ -104,7 +122,9 @@ class ManagerService:
         self._client.close()  # ends the watchers' long polls
         self.jobs.shutdown()
         self.server.close()
-        for watcher in self._watchers:
+        with self._watch_lock:
+            watchers = list(self._watchers.values())
+        for watcher in watchers:
             watcher.join(LONG_POLL + 1.0)
         self.manager.close()
         log.info("manager stopped")

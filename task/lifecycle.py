@@ -124,6 +124,14 @@ def fail(task: Task, error: str) -> None:
     task.state, task.error, task.finished_at = State.FAILED, error, utc_now()
 
 
+def move_off(task: Task, node: str) -> None:
+    """Detach `task` from its attempt on `node` so it is placed elsewhere as a new attempt
+    (the node is draining). Not a failure: restart_count is unchanged."""
+    check_transition(task.id, task.state, State.SCHEDULED)
+    task.state, task.node = State.SCHEDULED, None
+    task.error = f"moved off node {node} (drained)"
+
+
 # ----- a lost worker
 
 

@@ -13,6 +13,7 @@ from node import stats as host_stats
 from worker import health
 from worker.api import create_app
 from worker.fence import install_term_fence
+from worker.join import Joiner, node_id
 from worker.runtime import DockerRuntime, RuntimeFailure
 from worker.upkeep import Upkeep
 from worker.worker import Policy, Worker
@@ -34,7 +35,9 @@ class WorkerService:
                         health_failures=config.health_failures, gc_after=config.gc_after)
         self.worker = Worker(self.name, self.runtime, policy, config.start_threads)
         self.upkeep = Upkeep(self.worker, probe=health.probe)
-        self._stats: dict[str, Any] = host_stats.collect()
+        self._config = config
+        self._joiner: Joiner | None = None
+        self._stats: dict[str, Any] = self._node_stats()
         self.metrics = WorkerMetrics(self.worker)
         self.worker.on_container = self.metrics.container_event
         app = create_app(self.worker, lambda: self._stats, allowed_images=config.allowed_images,
@@ -71,6 +74,7 @@ class WorkerService:
         self.jobs.start()
         self.server.start()
         log.info("worker %s listening on http://%s", self.name, self.address)
+        self._join()
 
     def _adopt(self) -> None:
         """Take over the containers this worker left behind (once, when the engine answers)."""
@@ -86,7 +90,26 @@ class WorkerService:
             log.info("worker %s adopted %d task(s) from Docker", self.name, adopted)
 
     def _collect_stats(self) -> None:
-        self._stats = host_stats.collect()
+        self._stats = self._node_stats()
+
+    def _node_stats(self) -> dict[str, Any]:
+        """The host's stats, with what this node offers: its capacity (ORCA_NODE_CAPACITY, or
+        the host's cores, memory and disk) and its labels (ORCA_NODE_LABELS)."""
+        stats = host_stats.collect()
+        declared = dict(self._config.node_capacity)
+        capacity = {"cpu": float(stats.get("cpu_count") or 0), "memory": int(stats["memory"]["total"]),
+                    "disk": int(stats["disk"]["total"])}
+        capacity.update({k: v for k, v in declared.items() if v})
+        return {**stats, "capacity": capacity, "labels": dict(self._config.node_labels)}
+
+    def _join(self) -> None:
+        """Register with ORCA_MANAGER_URL's manager, in the background until it answers."""
+        if not self._config.manager_urls:
+            return
+        registration = {"id": node_id(self._config.data_dir, self.name), "name": self.name, "address": self.address,
+                        "capacity": self._stats["capacity"], "labels": self._stats["labels"]}
+        self._joiner = Joiner(self._config.manager_urls, registration, self._config.token)
+        self._joiner.start()
 
     def _collect_garbage(self) -> None:
         if self.worker.engine.get("reachable") is not False:  # no traceback per pass while the engine is down
@@ -118,6 +141,8 @@ class WorkerService:
         if self._stopped:
             return
         self._stopped = True
+        if self._joiner is not None:
+            self._joiner.stop()
         self.worker.close_intake()
         self.jobs.shutdown()
         self._halt.set()

@@ -13,7 +13,8 @@ half a second, and the long-lived routes are driven on real, short-lived tasks: 
 (every other case; the rest keep their generated id), so they run and end by themselves. A
 task that would start gets the test image (ORCA_ALLOWED_IMAGES refuses every other one, so a
 random image name never makes Docker pull from anywhere) and publishes its ports on any free
-host port. The containers those tasks create, whatever their restart policy, are removed with
+host port. A node that joins is given a closed loopback port as its address, so the manager
+never polls anything beyond this host. The containers those tasks create, whatever their restart policy, are removed with
 the cluster when the module ends.
 """
 from __future__ import annotations
@@ -156,6 +157,9 @@ def bounded(case: Any, image: str, short_tasks: ShortTasks) -> None:
             task["ports"] = dict.fromkeys(task["ports"])  # any free host port: never a chosen one
     if case.method.upper() in ("POST", "PUT") and "/service" in case.path and isinstance(body, dict):
         _few_replicas(body, image)
+    if case.method.upper() == "POST" and case.path == "/nodes" and isinstance(body, dict) \
+            and isinstance(body.get("address"), str):
+        body["address"] = "127.0.0.1:1"  # a node that joins is polled: only ever a closed local port
 
 
 def _few_replicas(body: dict, image: str) -> None:

@@ -78,10 +78,18 @@ def test_task_detail_lists_fields_it_does_not_know_too():
 def test_nodes_table_shows_bars_and_sizes_when_wide():
     down = {**NODE, "name": "127.0.0.1:5557", "state": "down", "stats": {}}
     lines = text(nodes_table([NODE, down], NOW)).splitlines()
-    assert lines[0].split() == ["NAME", "STATE", "CPU", "MEMORY", "DISK", "TASKS"]
-    assert lines[1].split() == ["127.0.0.1:5556", "up", "████░░░░", "50%", "of", "2", "██░░░░░░", "25%", "1G/4G",
+    assert lines[0].split() == ["NAME", "STATE", "SCHEDULING", "CPU", "MEMORY", "DISK", "TASKS"]
+    assert lines[1].split() == ["127.0.0.1:5556", "up", "eligible", "████░░░░", "50%", "of", "2", "██░░░░░░", "25%", "1G/4G",
                                 "████████", "95%", "95G/100G", "3"]
-    assert lines[2].split() == ["127.0.0.1:5557", "down", "(seen", "1s", "ago)", "-", "-", "-", "3"]
+    assert lines[2].split() == ["127.0.0.1:5557", "down", "(seen", "1s", "ago)", "eligible", "-", "-", "-", "3"]
+
+
+def test_nodes_table_shows_ineligible_and_draining_nodes():
+    off = {**NODE, "name": "off", "eligible": False}
+    draining = {**NODE, "name": "dr", "eligible": False, "drain": {"started_at": "", "deadline": None, "remaining": 2}}
+    lines = text(nodes_table([off, draining], NOW)).splitlines()
+    assert lines[1].split()[2] == "ineligible"
+    assert lines[2].split()[2:5] == ["draining", "(2", "left)"]
 
 
 def test_nodes_table_fits_80_columns_when_narrow():
