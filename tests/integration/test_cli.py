@@ -201,10 +201,10 @@ def test_nodes_shows_both_workers_with_their_use(cli, orca):
     result = cli("nodes")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "STATE", "CPU", "MEMORY", "DISK", "TASKS"]
+    assert lines[0].split() == ["NAME", "STATE", "SCHEDULING", "CPU", "MEMORY", "DISK", "TASKS"]
     for index in (0, 1):
         row = next(line for line in lines if line.startswith(orca.worker_address(index)))
-        assert row.split()[1] == "up" and row.count("%") == 3
+        assert row.split()[1:3] == ["up", "eligible"] and row.count("%") == 3
     nodes = json.loads(cli("nodes", "--json").stdout)
     assert sorted(n["address"] for n in nodes) == [orca.worker_address(0), orca.worker_address(1)]
 
