@@ -57,6 +57,7 @@ class Config:
     database_url: str = field(default="", repr=False)  # may hold a password: never in repr or logs
     lease_ttl: float = 15.0
     manager_name: str = ""
+    manager_address: str = ""  # host:port other managers reach this one at (default: the listen address)
     allowed_images: tuple[str, ...] = ()
     placeholder_image: str = "busybox"  # what a seed-API container that names no image runs (sleep infinity)
     manager_urls: tuple[str, ...] = ()  # ORCA_MANAGER_URL: a worker joins one of them (POST /nodes) when it starts
@@ -200,6 +201,7 @@ def _build(env: Mapping[str, str], level: str) -> Config:
         database_url=_database_url(env.get("ORCA_DATABASE_URL", "")),
         lease_ttl=_float(env, "ORCA_LEASE_TTL", 15.0, 0.5, 3600),
         manager_name=env.get("ORCA_MANAGER_NAME", "").strip(),
+        manager_address=_address(env, "ORCA_MANAGER_ADDRESS"),
         placeholder_image=_placeholder(env.get("ORCA_PLACEHOLDER_IMAGE", "")),
     )
 
@@ -210,6 +212,15 @@ def _placeholder(raw: str) -> str:
     if len(image) > 512 or any(c.isspace() for c in image):
         raise ConfigError(f"ORCA_PLACEHOLDER_IMAGE must be an image reference, got {image[:64]!r}")
     return image
+
+
+def _address(env: Mapping[str, str], name: str) -> str:
+    """A host:port variable (empty when unset); raise ConfigError naming it."""
+    address = env.get(name, "").strip()
+    host, _, port = address.rpartition(":")
+    if address and (not host or not port.isdigit() or not 1 <= int(port) <= 65535):
+        raise ConfigError(f"{name} must be host:port, got {address[:64]!r}")
+    return address
 
 
 def _database_url(raw: str) -> str:

@@ -44,7 +44,8 @@ class ManagerService:
         if config.database_url:
             from manager.ha import ClusterRole  # loads the database driver: only when one is used
 
-            self.cluster = ClusterRole(config, store, self.manager, client, self.server.address, self._reload)
+            self.cluster = ClusterRole(config, store, self.manager, client, config.manager_address or self.server.address,
+                                       self._reload)
         gate = self.cluster.gate if self.cluster else (lambda job: job)
         if self.cluster:
             self.cluster.forwarder.install(app)

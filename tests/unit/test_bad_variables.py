@@ -26,6 +26,7 @@ BAD = [
     ("ORCA_STATS_INTERVAL", "nan"),
     ("ORCA_DATABASE_URL", "mysql://root@127.0.0.1/orca"),
     ("ORCA_LEASE_TTL", "0"),
+    ("ORCA_MANAGER_ADDRESS", "no-port"),
 ]
 
 
