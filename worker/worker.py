@@ -28,6 +28,7 @@ class Runtime(Protocol):
     def remove(self, container_id: str) -> None: ...
     def inspect(self, container_id: str) -> ContainerStatus | None: ...
     def containers(self) -> list[ContainerStatus]: ...
+    def running_ids(self) -> set[str]: ...
 
 
 class Executor(Protocol):
@@ -188,18 +189,27 @@ class Worker(ContainerHandlers):
         return count
 
     def sync_states(self) -> None:
-        """Inspect every running task's container and record exits the event stream missed."""
-        for task in self.db.list():
-            if task.state is State.RUNNING and task.container_id:
-                lock = self._lock_for(task.id)
-                if not lock.acquire(blocking=False):
-                    continue  # a start, stop or restart of this task is under way: it records the outcome
-                try:
-                    self._observe(task.id)
-                except RuntimeFailure as exc:
-                    log.warning("task %s: cannot inspect its container: %s", task.id, exc)
-                finally:
-                    lock.release()
+        """Record exits the event stream missed. One listing of the running containers, then
+        an inspect only of the running tasks' containers missing from it: N inspects every
+        pass would compete with starts for the engine (see bench/burst.py)."""
+        running = [task for task in self.db.list() if task.state is State.RUNNING and task.container_id]
+        if not running:
+            return
+        try:
+            alive = self.runtime.running_ids()  # listed after the tasks: a container missing has ended
+        except RuntimeFailure as exc:
+            log.warning("cannot list running containers: %s", exc)
+            return
+        for task in (task for task in running if task.container_id not in alive):
+            lock = self._lock_for(task.id)
+            if not lock.acquire(blocking=False):
+                continue  # a start, stop or restart of this task is under way: it records the outcome
+            try:
+                self._observe(task.id)
+            except RuntimeFailure as exc:
+                log.warning("task %s: cannot inspect its container: %s", task.id, exc)
+            finally:
+                lock.release()
 
     def on_container_event(self, event: ContainerEvent) -> None:
         """React to Docker's event stream: a container of ours died or vanished."""

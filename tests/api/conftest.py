@@ -104,6 +104,10 @@ class FakeRuntime:
         with self._lock:
             return list(self.live.values())
 
+    def running_ids(self) -> set[str]:
+        with self._lock:
+            return {container_id for container_id, status in self.live.items() if status.running}
+
     def exit(self, container_id: str, exit_code: int, oom_killed: bool = False) -> None:
         """Make a container exit by itself (as if its process ended)."""
         with self._lock:

@@ -79,6 +79,11 @@ class FakeRuntime:
         self._check()
         return list(self.containers_by_id.values())
 
+    def running_ids(self) -> set[str]:
+        """Ids of this worker's running containers."""
+        self._check()
+        return {container_id for container_id, status in self.containers_by_id.items() if status.running}
+
     def engine_status(self) -> dict:
         """What the worker service records as its engine state."""
         if self.down:
