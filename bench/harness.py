@@ -117,12 +117,21 @@ def wait_until(check: Callable[[], object], timeout: float, interval: float = 0.
 
 
 def remove_bench_containers(client) -> None:
-    """Remove every container this benchmark created (Orca's by label, bare ones by name)."""
-    for container in client.containers.list(all=True, filters={"label": "orca.task_id"}):
-        if container.labels.get("orca.worker", "").startswith(PREFIX):
-            container.remove(force=True)
-    for container in client.containers.list(all=True, filters={"name": PREFIX + "-bare"}):
-        container.remove(force=True)
+    """Remove every container this benchmark created (Orca's by label, bare ones by name).
+    Listed without inspecting (other processes' containers may vanish meanwhile)."""
+    import docker.errors
+
+    ours = [c["Id"] for c in client.api.containers(all=True, filters={"label": "orca.task_id"})
+            if (c.get("Labels") or {}).get("orca.worker", "").startswith(PREFIX)]
+    ours += [c["Id"] for c in client.api.containers(all=True, filters={"name": PREFIX + "-bare"})]
+    for container_id in ours:
+        try:
+            client.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: being removed already
+                raise
 
 
 def median(values: list[float]) -> float:
@@ -145,10 +154,21 @@ def machine() -> str:
             f"{platform.system()} {platform.release()}, Python {platform.python_version()}, Docker {engine}")
 
 
+def load_line() -> str:
+    """The 1-minute load average, as a string (figures taken under load are skewed)."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def command_line() -> str:
+    """The command that produced these figures."""
+    return "python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute()
+                                 else sys.argv[0]] + sys.argv[1:])
+
+
 def report(title: str, rows: list[tuple[str, str]], verdict: str) -> None:
     """Print a small aligned table and the verdict line."""
     print(f"\n== {title}")
-    print(f"   machine: {machine()}")
+    print(f"   machine: {machine()}, load average {os.getloadavg()[0]:.1f} at the end")
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"   {name:<{width}}  {value}")
