@@ -78,13 +78,30 @@ class Orca:
         self.url = f"http://127.0.0.1:{self.base}"
         self.proc: subprocess.Popen | None = None
 
+    @property
+    def worker_address(self) -> str:
+        return f"127.0.0.1:{self.base + 1}"
+
     def __enter__(self) -> "Orca":
         args = [sys.executable, "main.py"] + ([] if self.role == "all" else [self.role])
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: requests.get(self.url + "/nodes", timeout=1).ok, 20)
-        if self.role == "all":
-            wait_until(lambda: all(n["state"] == "up" for n in requests.get(self.url + "/nodes", timeout=1).json()), 20)
+        self.log = open(Path(self.data) / f"orca-{self.role}.log", "ab")  # kept until __exit__, for failures
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            self._wait_ready()
+        except TimeoutError:
+            self.log.flush()
+            tail = (Path(self.data) / f"orca-{self.role}.log").read_text(errors="replace")[-3000:]
+            self.__exit__(None, None, None)
+            raise TimeoutError(f"orca {self.role} did not come up; its log ends:\n{tail}") from None
         return self
+
+    def _wait_ready(self) -> None:
+        if self.role == "worker":
+            wait_until(lambda: requests.get(f"http://{self.worker_address}/stats", timeout=1).ok, 60)
+            return
+        wait_until(lambda: requests.get(self.url + "/nodes", timeout=1).ok, 60)
+        if self.role == "all" or self.env.get("ORCA_WORKERS"):
+            wait_until(lambda: all(n["state"] == "up" for n in requests.get(self.url + "/nodes", timeout=1).json()), 60)
 
     def __exit__(self, *exc) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -92,6 +109,7 @@ class Orca:
             self.proc.wait(15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.log.close()
         shutil.rmtree(self.data, ignore_errors=True)
 
     def rss_mb(self) -> float:
@@ -100,6 +118,36 @@ class Orca:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return 0.0
+
+
+class SplitCluster:
+    """A manager process and `workers` worker processes (each its own `python main.py
+    worker`), all real, for the duration of a `with` block: the manager's own memory can be
+    measured apart from the workers'. The containers the workers started are removed at the end."""
+
+    def __init__(self, workers: int = 2, **env: str) -> None:
+        self.workers = [Orca("worker", workers=1, **env) for _ in range(workers)]
+        self.env = env
+        self.manager: Orca | None = None
+
+    def __enter__(self) -> Orca:
+        started = []
+        try:
+            for worker in self.workers:
+                started.append(worker.__enter__())
+            addresses = ",".join(worker.worker_address for worker in self.workers)
+            self.manager = Orca("manager", workers=0, ORCA_WORKERS=addresses, **self.env).__enter__()
+        except BaseException:
+            for worker in started:
+                worker.__exit__(None, None, None)
+            raise
+        return self.manager
+
+    def __exit__(self, *exc) -> None:
+        for process in [self.manager, *self.workers]:
+            if process is not None:
+                process.__exit__(*exc)
+        remove_bench_containers(docker_client())
 
 
 def wait_until(check: Callable[[], object], timeout: float, interval: float = 0.005):
