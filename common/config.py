@@ -165,7 +165,22 @@ def from_env(env: Mapping[str, str]) -> Config:
         raise ConfigError(f"ORCA_LOG_LEVEL must be debug, info, warning or error, got {level!r}")
     config = _build(env, level)
     check_binding(config)
+    check_manager_identity(config)
     return config
+
+
+WILDCARDS = ("0.0.0.0", "::", "[::]", "")
+
+
+def check_manager_identity(config: Config) -> None:
+    """Managers sharing a database name themselves by ORCA_MANAGER_NAME, else by the address
+    other managers reach them at. A wildcard listen address (0.0.0.0) names no one: two hosts
+    would share the name and take the lease from each other, and followers would forward writes
+    to themselves. Raise ConfigError unless ORCA_MANAGER_ADDRESS says where this one is."""
+    if config.database_url and not config.manager_address and config.manager_host in WILDCARDS:
+        raise ConfigError(f"ORCA_MANAGER_ADDRESS must be set (host:port other managers reach this "
+                          f"one at) when ORCA_DATABASE_URL is set and ORCA_MANAGER_HOST is "
+                          f"{config.manager_host or 'empty'}")
 
 
 def _build(env: Mapping[str, str], level: str) -> Config:

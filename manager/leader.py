@@ -90,7 +90,10 @@ class Leadership:
     def run(self, halt: threading.Event) -> None:
         """Claim until `halt` is set."""
         while not halt.is_set():
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - one failed pass must never end the claims
+                log.exception("lease pass failed; claiming again in %.1f s", self.interval())
             halt.wait(self.interval())
 
     def tick(self) -> None:
@@ -118,7 +121,12 @@ class Leadership:
     def _lead(self, term: int, started: float) -> None:
         if self._term != term:
             log.info("elected leader for term %d", term)
-            self.on_elected(term)
+            try:
+                self.on_elected(term)
+            except Exception:  # noqa: BLE001 - e.g. the reload failed: don't lead on half a state
+                log.exception("taking over term %d failed; following until the next claim", term)
+                self.on_deposed()  # fences back to "not leading"; the next claim takes over again
+                return
             self._term = term
         self._valid_until = started + self.ttl * SAFETY
 

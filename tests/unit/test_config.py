@@ -74,3 +74,12 @@ def test_bad_workers_entry_is_quoted():
 
 def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
+
+
+def test_managers_on_a_database_listening_on_a_wildcard_must_say_where_they_are():
+    shared = {"ORCA_DATABASE_URL": "postgresql://orca@127.0.0.1/orca", "ORCA_MANAGER_HOST": "0.0.0.0",
+              "ORCA_TOKEN": "t" * 32}
+    with pytest.raises(ConfigError, match="ORCA_MANAGER_ADDRESS"):
+        from_env(shared)
+    assert from_env({**shared, "ORCA_MANAGER_ADDRESS": "10.0.0.5:5555"}).manager_address == "10.0.0.5:5555"
+    assert from_env({**shared, "ORCA_MANAGER_HOST": "127.0.0.1"}).manager_host == "127.0.0.1"

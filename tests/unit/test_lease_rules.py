@@ -124,3 +124,39 @@ def test_wait_for_leader_gives_up_after_its_timeout():
     clock = Clock()
     a = Leadership(MemoryLease(clock=clock), "a", "a", 9.0)
     assert a.wait_for_leader(0.05) is None
+
+
+def test_a_failed_take_over_leaves_the_manager_following_and_the_next_claim_tries_again():
+    """The reload on election reads the database, which can fail: the manager must not lead on
+    half a state, and its claims must go on (a lone manager would otherwise never lead again)."""
+    clock, events, failures = Clock(), [], [RuntimeError("database unavailable")]
+
+    def elected(term):
+        if failures:
+            raise failures.pop()
+        events.append(("elected", term))
+
+    a = Leadership(MemoryLease(clock=clock), "a", "a", 9.0, clock=clock, on_elected=elected,
+                   on_deposed=lambda: events.append(("deposed",)))
+    a.tick()
+    assert not a.is_leader and a.term is None and events == [("deposed",)]
+    a.tick()
+    assert a.is_leader and a.term == 2 and events[-1] == ("elected", 2)
+
+
+def test_the_claiming_loop_survives_a_pass_that_raises():
+    import threading
+
+    clock, calls, halt = Clock(), [], threading.Event()
+
+    def follow():
+        calls.append(clock.now)
+        if len(calls) == 1:
+            raise RuntimeError("refresh failed")
+        halt.set()
+
+    lease = MemoryLease(clock=clock)
+    lease.claim("b", "b", None, ttl=9.0)  # b leads: a follows and refreshes its reads
+    a = Leadership(lease, "a", "a", 9.0, clock=clock, on_follow=follow)
+    a.run(halt)  # returns only once the second pass ran
+    assert len(calls) == 2
