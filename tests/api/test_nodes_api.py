@@ -273,3 +273,15 @@ def test_nodes_their_eligibility_drains_and_removals_survive_a_manager_restart(c
     assert set(nodes) == {W2, "w3"}
     assert nodes[W2].eligible is False and nodes["w3"].labels == {"zone": "a"}
     assert nodes["w3"].drain is not None and nodes["w3"].eligible is False
+
+
+def test_registration_needs_the_token_when_one_is_set(mgr):
+    from common.http import require_token
+
+    app = create_app(mgr)
+    require_token(app, "s" * 32)
+    client = app.test_client()
+    body = {"name": "w3", "address": W3}
+    assert client.post("/nodes", json=body).status_code == 401
+    assert client.post("/nodes", json=body, headers={"Authorization": "Bearer " + "x" * 32}).status_code == 401
+    assert client.post("/nodes", json=body, headers={"Authorization": "Bearer " + "s" * 32}).status_code == 201

@@ -54,3 +54,42 @@ def test_node_fields_have_defaults_and_status_aliases_state():
     assert data["id"] and data["id"] != Node(name="w", address="127.0.0.1:1").id
     node.state = "up"
     assert node.to_dict()["status"] == "up" and node.status == "up"
+
+
+# ----- the worker's node settings
+
+
+def test_node_capacity_labels_and_manager_urls_from_the_environment():
+    from common.config import from_env
+
+    config = from_env({"ORCA_NODE_CAPACITY": "cpu=4, memory=8g,disk=100g", "ORCA_NODE_LABELS": "zone=a,disk=ssd",
+                       "ORCA_MANAGER_URL": "http://10.0.0.1:5555/, http://10.0.0.2:5555"})
+    assert dict(config.node_capacity) == {"cpu": 4.0, "memory": 8 << 30, "disk": 100 << 30}
+    assert dict(config.node_labels) == {"zone": "a", "disk": "ssd"}
+    assert config.manager_urls == ("http://10.0.0.1:5555", "http://10.0.0.2:5555")
+    assert dict(from_env({"ORCA_NODE_CAPACITY": "cpu=0.5"}).node_capacity) == {"cpu": 0.5, "memory": 0, "disk": 0}
+    assert from_env({}).node_capacity == () and from_env({}).manager_urls == ()
+
+
+@pytest.mark.parametrize("name, value, named", [
+    ("ORCA_NODE_CAPACITY", "cpu=x", "cpu must be a number"),
+    ("ORCA_NODE_CAPACITY", "gpu=1", "unknown field ORCA_NODE_CAPACITY.gpu"),
+    ("ORCA_NODE_CAPACITY", "memory=lots", "ORCA_NODE_CAPACITY.memory"),
+    ("ORCA_NODE_LABELS", "zone", "must be key=value"),
+    ("ORCA_NODE_LABELS", "zone=a b", "ORCA_NODE_LABELS.zone"),
+    ("ORCA_MANAGER_URL", "10.0.0.1:5555", "ORCA_MANAGER_URL must look like"),
+])
+def test_bad_node_settings_name_the_variable(name, value, named):
+    from common.config import ConfigError, from_env
+
+    with pytest.raises(ConfigError, match=named):
+        from_env({name: value})
+
+
+def test_the_worker_keeps_its_node_id_in_its_data_dir(tmp_path):
+    from worker.join import node_id
+
+    first = node_id(str(tmp_path), "127.0.0.1:5556")
+    assert node_id(str(tmp_path), "127.0.0.1:5556") == first
+    assert node_id(str(tmp_path), "other") != first
+    assert (tmp_path / "node-127.0.0.1_5556.id").read_text().strip() == first
