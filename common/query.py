@@ -60,9 +60,9 @@ def query_float(name: str, default: float | None, low: float, high: float) -> fl
 
 def _query_number(name, default, low, high, kind, what):
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
-    try:
+    try:  # an empty value ("?since=") is no number either: refused, never read as "absent"
         value = kind(raw)
     except ValueError:
         raise ValidationError(f"query parameter {name} must be {what}") from None

@@ -67,23 +67,25 @@ def test_manager_killed_and_restarted_keeps_every_acknowledged_task(cluster, tes
         assert len(containers) == 1, f"task {task_id} has {len(containers)} containers"
 
 
+# Runs until /go exists in the container (made by `docker exec`, from the test), then exits 5.
+EXIT_ON_SIGNAL_FILE = ["sh", "-c", "while [ ! -e /go ]; do sleep 0.05; done; exit 5"]
+
+
 def test_worker_killed_and_restarted_adopts_its_containers(cluster, test_image):
     # Never declared lost while it restarts, however slow the machine (the suite's default is
     # 2 misses of 0.5 s): this is about adoption, not about the down period.
     manager, (worker,) = split_cluster(cluster, workers=1, ORCA_DOWN_AFTER="1000")
-    task = post_task(manager.manager_url, {"image": test_image, "command": ["sh", "-c", "sleep 4; exit 5"],
+    task = post_task(manager.manager_url, {"image": test_image, "command": EXIT_ON_SIGNAL_FILE,
                                            "restart_policy": "no"}).json()
     running = wait_state(manager.manager_url, task["id"], ("running",))
     worker.restart()
     adopted = requests.get(f"{worker.worker_url(0)}/tasks/{task['id']}", timeout=5).json()
     assert (adopted["state"], adopted["container_id"]) == ("running", running["container_id"])
+    # Only now, adopted, does the container exit (however long the restart took).
+    assert cluster.docker.containers.get(running["container_id"]).exec_run(["touch", "/go"]).exit_code == 0
     done = wait_state(manager.manager_url, task["id"], TERMINAL, timeout=20)
     assert (done["state"], done["exit_code"]) == ("failed", 5)
     assert len(cluster.containers()) == 1, "no second container for the adopted task"
-
-
-# Runs until /go exists in the container (made by `docker exec`, from the test), then exits 5.
-EXIT_ON_SIGNAL_FILE = ["sh", "-c", "while [ ! -e /go ]; do sleep 0.05; done; exit 5"]
 
 
 @pytest.mark.parametrize("down", ["killed", "frozen"])
