@@ -18,71 +18,96 @@ logging.getLogger("apscheduler").setLevel(logging.WARNING)
 class Jobs:
     """A set of named periodic passes. Each pass runs in its own try; wake() runs one now.
 
-    A wake that arrives while the pass is running makes it run once more right after, so new
-    work never waits for the next tick.
+    A wake never gets lost: whether it lands before a pass, during one, or between a pass's
+    last look at its work and its end, the job runs once more after it. Each job's state
+    (running, woken, due) changes only under one lock, so "is a pass running?" and "was it
+    woken since it began?" are answered together: a pass ends only when no wake came since
+    it began, and a wake that finds no pass running schedules one.
     """
 
     def __init__(self, name: str, threads: int = 8) -> None:
         self._name = name
+        # max_instances=2: a wake may schedule a run while the previous pass's function is
+        # returning (APScheduler still counts it); our lock keeps passes one at a time.
         self._timer = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(threads)},
-            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+            job_defaults={"max_instances": 2, "coalesce": True, "misfire_grace_time": None},
             timezone=timezone.utc,
         )
-        self._dirty: dict[str, threading.Event] = {}
-        self._running: dict[str, bool] = {}
+        self._lock = threading.Lock()
+        self._state: dict[str, _JobState] = {}
         self._started = False
         self._stopped = False
+        self._pass_ended: Callable[[str], None] = lambda job_id: None  # a test's hook
 
     def add(self, job_id: str, func: Callable[[], object], interval: float) -> None:
         """Run `func` every `interval` seconds, starting now."""
-        self._dirty[job_id] = threading.Event()
-        self._running[job_id] = False
+        self._state[job_id] = _JobState()
         self._timer.add_job(self._runner(job_id, func), "interval", seconds=interval, id=job_id,
                             name=f"{self._name}.{job_id}", next_run_time=datetime.now(timezone.utc))
 
     def _runner(self, job_id: str, func: Callable[[], object]) -> Callable[[], None]:
-        dirty = self._dirty[job_id]
+        state = self._state[job_id]
 
         def run() -> None:
-            self._running[job_id] = True
-            try:
-                while not self._stopped:
-                    dirty.clear()
-                    try:
-                        func()
-                    except Exception:
-                        log.exception("job %s.%s failed; it will run again", self._name, job_id)
-                    if not dirty.is_set():
+            with self._lock:
+                state.due = False
+                if state.running or self._stopped:
+                    return  # the pass under way sees the wake (woken is set) and goes again
+                state.running = True
+            while True:
+                with self._lock:
+                    state.woken = False
+                try:
+                    func()
+                except Exception:
+                    log.exception("job %s.%s failed; it will run again", self._name, job_id)
+                with self._lock:
+                    if not state.woken or self._stopped:
+                        state.running = False
                         break
-            finally:
-                self._running[job_id] = False
+            self._pass_ended(job_id)
         return run
 
     def wake(self, job_id: str) -> None:
         """Run the job as soon as possible (or once more, if it is running).
 
-        Wakes are coalesced: while a run is already due, further wakes only mark the job
-        dirty, so a burst of requests costs one reschedule, not one each."""
-        dirty = self._dirty[job_id]
-        if dirty.is_set() or self._running[job_id] or self._stopped or not self._started:
-            dirty.set()
-            return
-        dirty.set()
+        Wakes are coalesced: while a run is already due or under way, further wakes only
+        mark the job woken, so a burst of requests costs one reschedule, not one each."""
+        state = self._state[job_id]
+        with self._lock:
+            state.woken = True
+            if state.running or state.due or self._stopped or not self._started:
+                return
+            state.due = True
         try:
             self._timer.modify_job(job_id, next_run_time=datetime.now(timezone.utc))
         except (JobLookupError, RuntimeError):
-            pass
+            with self._lock:
+                state.due = False
 
     def start(self) -> None:
         """Start the timer thread."""
+        with self._lock:
+            self._started = True
         self._timer.start()
-        self._started = True
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop scheduling and wait for running passes to finish. Idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
         if self._started:
             self._timer.shutdown(wait=wait)
+
+
+class _JobState:
+    """One job's run state, guarded by Jobs._lock."""
+
+    __slots__ = ("running", "woken", "due")
+
+    def __init__(self) -> None:
+        self.running = False  # a pass is under way
+        self.woken = False  # a wake came since the current pass began
+        self.due = False  # a wake has scheduled a run that has not begun yet
