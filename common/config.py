@@ -11,10 +11,12 @@ from node.validation import parse_capacity_text, parse_labels_text
 from scheduler import ALIASES, DEFAULT, STRATEGIES
 from task.errors import ValidationError
 from task.reference import InvalidReference, parse_pattern
+from task.validation import MAX_PIDS, MIN_PIDS, parse_size
 
 MIN_TOKEN = 16
 MAX_TOKEN = 1024
 MAX_PATTERN = 512
+MAX_PIDS_LIMIT = max(MAX_PIDS, 4_194_304)  # the kernel's pid_max ceiling
 TOKEN_HINT = ("generate a token and give every manager and worker the same one: "
               "export ORCA_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
 _TOKEN = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: it travels in an HTTP header
@@ -63,6 +65,10 @@ class Config:
     manager_urls: tuple[str, ...] = ()  # ORCA_MANAGER_URL: a worker joins one of them (POST /nodes) when it starts
     node_capacity: tuple[tuple[str, float], ...] = ()  # ORCA_NODE_CAPACITY; empty: the host's
     node_labels: tuple[tuple[str, str], ...] = ()  # ORCA_NODE_LABELS
+    pull_timeout: float = 300.0
+    pids_limit: int = 1024
+    log_max_size: int = 10 * 1024 * 1024
+    log_max_files: int = 3
 
     def worker_address(self, index: int = 0) -> str:
         """host:port of the index-th worker of this process."""
@@ -89,6 +95,20 @@ def _number(env, name, default, low, high, kind, what):
     if not low <= value <= high:  # also refuses nan
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+def _size(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """Variable `name` as bytes ("10m", "1g" or a number) within [low, high]; raise ConfigError."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        size = parse_size(raw, name)
+    except ValidationError as exc:
+        raise ConfigError(str(exc)) from None
+    if not low <= size <= high:
+        raise ConfigError(f"{name} must be between {low} and {high} bytes, got {size}")
+    return size
 
 
 def _workers(raw: str) -> tuple[str, ...]:
@@ -218,6 +238,10 @@ def _build(env: Mapping[str, str], level: str) -> Config:
         manager_name=env.get("ORCA_MANAGER_NAME", "").strip(),
         manager_address=_address(env, "ORCA_MANAGER_ADDRESS"),
         placeholder_image=_placeholder(env.get("ORCA_PLACEHOLDER_IMAGE", "")),
+        pull_timeout=_float(env, "ORCA_PULL_TIMEOUT", 300.0, 1.0, 24 * 3600),
+        pids_limit=_int(env, "ORCA_PIDS_LIMIT", 1024, MIN_PIDS, MAX_PIDS_LIMIT),
+        log_max_size=_size(env, "ORCA_LOG_MAX_SIZE", 10 * 1024 * 1024, 1024, 1 << 40),
+        log_max_files=_int(env, "ORCA_LOG_MAX_FILES", 3, 1, 100),
     )
 
 

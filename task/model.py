@@ -10,7 +10,8 @@ from task.state import State
 
 # The user-settable part of a task: what the manager forwards to a worker.
 SPEC_FIELDS = ("id", "name", "image", "command", "env", "cpu", "memory", "disk", "ports",
-               "restart_policy", "max_restarts", "health_check", "stop_after_disconnect", "constraints")
+               "restart_policy", "max_restarts", "health_check", "stop_after_disconnect", "constraints",
+               "pids")
 
 # Placement constraints: {"label": ..., "op": one of these, "value": str (== !=) or list of str (in not_in)}.
 CONSTRAINT_OPS = ("==", "!=", "in", "not_in")
@@ -54,6 +55,7 @@ class Task:
     constraints: list[dict[str, Any]] = field(default_factory=list)  # node labels the task needs (scheduler)
     service: str | None = None  # the service this task is a replica of; set by the services reconciler only
     pending_reason: str | None = None  # why no node can take it yet (the scheduler's words); None once placed
+    pids: int = 0  # processes the container may hold; 0: the worker's ORCA_PIDS_LIMIT
     desired_state: str = DESIRED_RUNNING
     attempt: int = 0  # the placement this state belongs to: 0 before the first, +1 at each placement
     version: int = 0  # the version of the worker report last applied (manager) or of the last change (worker)

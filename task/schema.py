@@ -27,7 +27,7 @@ from task.state import State
 from task.validation import (
     _ENV_KEY, _LABEL, _NAME, _PORT_KEY, _SIZE, DESIRED_STATES, EVENT_FIELDS, MAX_ARG, MAX_ARGS, MAX_BYTES,
     MAX_CONSTRAINTS, MAX_CPU, MAX_ENV, MAX_ENV_VALUE, MAX_IMAGE, MAX_LABEL, MAX_NAME, MAX_PATH, MAX_PORTS,
-    MAX_RESTARTS, MAX_SECONDS, MIN_MEMORY, TASK_FIELDS,
+    MAX_PIDS, MAX_RESTARTS, MAX_SECONDS, MIN_MEMORY, MIN_PIDS, TASK_FIELDS,
 )
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -163,6 +163,8 @@ def _spec_properties() -> dict[str, dict[str, Any]]:
         "health_check": {**_no_space_string("/"), "type": ["string", "null"], "maxLength": MAX_PATH,
                          "description": "a URL path probed over the first published tcp port"},
         "constraints": _constraints(),
+        "pids": {"anyOf": [{"type": "integer", "const": 0}, {"type": "integer", "minimum": MIN_PIDS, "maximum": MAX_PIDS}],
+                 "description": "processes the container may hold; 0: the worker's ORCA_PIDS_LIMIT"},
     }
 
 
@@ -206,7 +208,7 @@ def _task_fields() -> dict[str, dict[str, Any]]:
         "node": nullable_text, "container_id": nullable_text, "exit_code": {"type": ["integer", "null"]},
         "error": nullable_text, "created_at": nullable_text, "started_at": nullable_text,
         "finished_at": nullable_text,
-        "stop_after_disconnect": spec["stop_after_disconnect"],
+        "stop_after_disconnect": spec["stop_after_disconnect"], "pids": {"type": "integer", "minimum": 0},
         "desired_state": {"enum": ["running", "stopped"]},
         "attempt": {"type": "integer", "minimum": 0}, "version": {"type": "integer", "minimum": 0},
         "constraints": spec["constraints"],

@@ -30,6 +30,8 @@ MIN_MEMORY = 6 * 1024 * 1024  # Docker refuses smaller memory limits
 MAX_CONSTRAINTS = 64
 MAX_LABEL = 128  # a node label's name or value
 CONSTRAINT_FIELDS = frozenset({"label", "op", "value"})
+MIN_PIDS = 8  # the init process, a shell and a few children
+MAX_PIDS = 32768
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -100,6 +102,7 @@ def parse_task(value: Any, require_image: bool = True) -> Task:
     task.env = _env(obj.get("env", {}))
     task.cpu = _cpu(obj.get("cpu", 0))
     task.memory = _memory(obj.get("memory", 0))
+    task.pids = _pids(obj.get("pids", 0))
     task.disk = parse_size(obj.get("disk", 0), "task.disk")
     task.ports = _ports(obj.get("ports", {}))
     task.restart_policy = _restart_policy(obj.get("restart_policy", "on-failure"))
@@ -284,6 +287,13 @@ def _memory(value: Any) -> int:
     if 0 < memory < MIN_MEMORY:
         raise ValidationError("task.memory must be 0 (no limit) or at least 6m (Docker's minimum)")
     return memory
+
+
+def _pids(value: Any) -> int:
+    """task.pids: 0 (the worker's ORCA_PIDS_LIMIT) or a process limit in [MIN_PIDS, MAX_PIDS]."""
+    if isinstance(value, bool) or not isinstance(value, int) or not (value == 0 or MIN_PIDS <= value <= MAX_PIDS):
+        raise ValidationError(f"task.pids must be 0 (the worker's limit) or an integer between {MIN_PIDS} and {MAX_PIDS}")
+    return value
 
 
 def _ports(value: Any) -> dict[str, int | None]:

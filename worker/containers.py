@@ -106,3 +106,21 @@ def explain(exc: Exception) -> str:
     if explanation:
         return str(explanation)[:300]
     return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How the Docker adapter pulls images and confines containers (README: Configuration).
+
+    pull_timeout: seconds a pull may take (ORCA_PULL_TIMEOUT), queueing included.
+    pull_threads: pulls at once; more wait their turn.
+    pids_limit: the processes a container may hold unless its task says `pids` (ORCA_PIDS_LIMIT).
+    log_max_size / log_max_files: json-file rotation of each container's output, so a task
+    that writes without pause keeps at most max_size x max_files bytes on disk.
+    """
+
+    pull_timeout: float = 300.0
+    pull_threads: int = 4
+    pids_limit: int = 1024
+    log_max_size: int = 10 * 1024 * 1024
+    log_max_files: int = 3

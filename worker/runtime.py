@@ -17,27 +17,34 @@ from typing import Any, Callable, Iterator
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import LogConfig
 from requests.exceptions import RequestException
 
 from task import Task
 from worker.containers import (ATTEMPT_LABEL, RESTART_LABEL, SPEC_LABEL, TASK_LABEL, WORKER_LABEL,  # noqa: F401
-                               ContainerEvent, ContainerStatus, EngineUnreachable, RuntimeFailure, now_iso,
-                               status_of)
+                               ContainerEvent, ContainerStatus, EngineUnreachable, RuntimeFailure, RuntimeOptions,
+                               now_iso, status_of)
 from worker.containers import explain as _explain
 from worker.dockerlogs import DockerLogs
+from worker.pulls import Closing, ImagePuller  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+# Raw sockets let a task forge packets and sniff its network: no task needs them to serve.
+DROPPED_CAPABILITIES = ("NET_RAW",)
 
 
 class DockerRuntime(DockerLogs):
     """Start, stop, inspect and watch a worker's containers on one Docker engine."""
 
-    def __init__(self, worker_name: str, base_url: str, timeout: float = 60.0) -> None:
+    def __init__(self, worker_name: str, base_url: str, timeout: float = 60.0,
+                 options: RuntimeOptions = RuntimeOptions()) -> None:
         self.worker_name = worker_name
         self._base_url = base_url
         self._timeout = int(timeout)
+        self.options = options
+        self._puller = ImagePuller(lambda: self._client.api, options.pull_timeout, options.pull_threads)
         self._docker: docker.DockerClient | None = None
         self._connect_lock = threading.Lock()
         try:
@@ -108,8 +115,12 @@ class DockerRuntime(DockerLogs):
 
     def _create_container(self, task: Task, name: str) -> str:
         api = self._client.api
+        options = self.options
         host_config = api.create_host_config(
             init=True, security_opt=["no-new-privileges"],
+            cap_drop=list(DROPPED_CAPABILITIES), pids_limit=task.pids or options.pids_limit,
+            log_config=LogConfig(type=LogConfig.types.JSON, config={
+                "max-size": str(options.log_max_size), "max-file": str(options.log_max_files)}),
             nano_cpus=int(task.cpu * 1e9) if task.cpu else None,
             mem_limit=task.memory or None,
             port_bindings=dict(task.ports) if task.ports else None,
@@ -122,17 +133,15 @@ class DockerRuntime(DockerLogs):
         return created["Id"]
 
     def _pull(self, image: str) -> None:
-        """Pull `image` (name, name:tag, name@digest, host:port/path[:tag|@digest]).
+        """Pull `image` (name, name:tag, name@digest, host:port/path[:tag|@digest]) within
+        ORCA_PULL_TIMEOUT.
 
         Raises:
-            RuntimeFailure: naming the image, when the engine cannot get it.
+            RuntimeFailure: naming the image, when the engine cannot get it in time.
         """
         repository, reference = pull_reference(image)
         log.info("pulling image %s", image)
-        try:
-            self._client.images.pull(repository, tag=reference)
-        except (APIError, DockerException, RequestException) as exc:
-            raise RuntimeFailure(f"image {image!r} is not available: {_explain(exc)}") from None
+        self._puller.pull(image, repository, reference)
 
     def stop(self, container_id: str, timeout: int) -> ContainerStatus | None:
         """Stop and remove a container; return its final status, or None if it was gone."""
@@ -235,7 +244,8 @@ class DockerRuntime(DockerLogs):
                 "api_version": str(info.get("ApiVersion", ""))}
 
     def close(self) -> None:
-        """Close the client's connections (if it ever connected)."""
+        """Abandon waiting pulls, close the client's connections (if it ever connected)."""
+        self._puller.close()
         if self._docker is not None:
             self._docker.close()
 

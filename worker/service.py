@@ -14,7 +14,7 @@ from worker import health
 from worker.api import create_app
 from worker.fence import install_term_fence
 from worker.join import Joiner, node_id
-from worker.runtime import DockerRuntime, RuntimeFailure
+from worker.runtime import DockerRuntime, RuntimeFailure, RuntimeOptions
 from worker.upkeep import Upkeep
 from worker.worker import Policy, Worker
 
@@ -30,7 +30,9 @@ class WorkerService:
 
     def __init__(self, config: Config, port: int, name: str = "") -> None:
         self.name = name or config.worker_name or f"{config.worker_host}:{port}"
-        self.runtime = DockerRuntime(self.name, config.docker_host, config.docker_timeout)
+        options = RuntimeOptions(pull_timeout=config.pull_timeout, pids_limit=config.pids_limit,
+                                 log_max_size=config.log_max_size, log_max_files=config.log_max_files)
+        self.runtime = DockerRuntime(self.name, config.docker_host, config.docker_timeout, options)
         policy = Policy(stop_timeout=config.stop_timeout, restart_backoff=config.restart_backoff,
                         health_failures=config.health_failures, gc_after=config.gc_after)
         self.worker = Worker(self.name, self.runtime, policy, config.start_threads)

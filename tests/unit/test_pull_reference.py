@@ -27,25 +27,44 @@ def test_pull_reference_splits_every_form(image, expected):
     assert pull_reference(image) == expected
 
 
-class FakeImages:
-    def __init__(self, error: Exception | None = None) -> None:
-        self.calls: list[tuple[str, str]] = []
-        self.error = error
+class FakeResponse:
+    def __init__(self, status_code: int = 200, lines: tuple[bytes, ...] = ()) -> None:
+        self.status_code = status_code
+        self.lines = lines
+        self.content = b"".join(lines)
 
-    def pull(self, repository: str, tag: str | None = None):
-        self.calls.append((repository, tag))
-        if self.error:
-            raise self.error
+    def iter_lines(self):
+        return iter(self.lines)
+
+    def close(self) -> None:
+        pass
+
+
+class FakeApi:
+    """The engine's POST /images/create, recorded (no engine is touched)."""
+
+    base_url = "http+docker://localhost"
+
+    def __init__(self, response: FakeResponse | None = None) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.response = response or FakeResponse(200, (b'{"status":"Pulling"}',))
+        self._auth_configs = None
+        self.credstore_env = None
+
+    def post(self, url: str, params=None, headers=None, stream=False, timeout=None):
+        assert url.endswith("/images/create") and stream and timeout
+        self.calls.append((params["fromImage"], params["tag"]))
+        return self.response
 
 
 class FakeDocker:
-    def __init__(self, images: FakeImages) -> None:
-        self.images = images
+    def __init__(self, api: FakeApi) -> None:
+        self.api = api
 
 
-def runtime_with(images: FakeImages) -> DockerRuntime:
+def runtime_with(api: FakeApi) -> DockerRuntime:
     runtime = DockerRuntime("w-test", "unix:///nonexistent.sock")
-    runtime._docker = FakeDocker(images)  # the client is created lazily: never touches an engine
+    runtime._docker = FakeDocker(api)  # the client is created lazily: never touches an engine
     return runtime
 
 
@@ -56,14 +75,15 @@ def runtime_with(images: FakeImages) -> DockerRuntime:
     ("busybox", ("busybox", "latest")),
 ])
 def test_pull_passes_repository_and_tag_or_digest(image, call):
-    images = FakeImages()
-    runtime_with(images)._pull(image)
-    assert images.calls == [call]
+    api = FakeApi()
+    runtime_with(api)._pull(image)
+    assert api.calls == [call]
 
 
-def test_a_failed_pull_names_the_image():
-    from docker.errors import APIError
-
-    images = FakeImages(APIError("pull access denied"))
-    with pytest.raises(RuntimeFailure, match=r"image 'nope:1' is not available"):
-        runtime_with(images)._pull("nope:1")
+@pytest.mark.parametrize("response", [
+    FakeResponse(404, (b'{"message":"pull access denied"}',)),
+    FakeResponse(200, (b'{"status":"Pulling"}', b'{"error":"pull access denied"}')),
+])
+def test_a_failed_pull_names_the_image(response):
+    with pytest.raises(RuntimeFailure, match=r"image 'nope:1' is not available: pull access denied"):
+        runtime_with(FakeApi(response))._pull("nope:1")
