@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import click
@@ -95,7 +96,23 @@ def run_role(role: str) -> int:
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1
+    leave_stuck_threads()
     return 0
+
+
+def leave_stuck_threads(grace: float = 2.0) -> None:
+    """After a shutdown, exit at once if a thread is still stuck in a call to an engine that
+    does not answer: Python would otherwise wait for it at exit, for as long as it hangs."""
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon
+             and t.is_alive()]
+    if stuck:
+        log.warning("leaving %d thread(s) stuck in outside calls: %s", len(stuck), ", ".join(stuck[:8]))
+        logging.shutdown()
+        os._exit(0)
 
 
 class OrcaGroup(click.Group):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -92,14 +93,25 @@ class Jobs:
             self._started = True
         self._timer.start()
 
-    def shutdown(self, wait: bool = True) -> None:
-        """Stop scheduling and wait for running passes to finish. Idempotent."""
+    def shutdown(self, wait: bool = True, timeout: float = 5.0) -> None:
+        """Stop scheduling and wait up to `timeout` seconds for running passes to finish (a
+        pass stuck in a call to an engine that does not answer is not waited for). Idempotent."""
         with self._lock:
             if self._stopped:
                 return
             self._stopped = True
-        if self._started:
-            self._timer.shutdown(wait=wait)
+        if not self._started:
+            return
+        self._timer.shutdown(wait=False)
+        deadline = time.monotonic() + timeout
+        while wait and time.monotonic() < deadline:
+            with self._lock:
+                running = [job_id for job_id, state in self._state.items() if state.running]
+            if not running:
+                return
+            time.sleep(0.05)
+        if wait:
+            log.warning("jobs %s still under way after %.0f s: not waiting for them", ", ".join(running), timeout)
 
 
 class _JobState:

@@ -30,15 +30,12 @@ MAX_FOLLOWS = 8  # log follows served at once; each holds a request thread
 
 
 def create_app(worker: Worker, stats: Callable[[], dict[str, Any]], allowed_images: tuple[str, ...] = (),
-               check_engine: Callable[[], dict[str, Any]] | None = None, max_follows: int = MAX_FOLLOWS,
-               metrics: WorkerMetrics | None = None) -> Flask:
+               max_follows: int = MAX_FOLLOWS, metrics: WorkerMetrics | None = None) -> Flask:
     """Build the worker's Flask app around a Worker and a function returning host stats.
 
     Args:
         allowed_images: fnmatch patterns a task's image must match (403 otherwise); empty:
             any. The manager checks too: this is defence in depth against direct callers.
-        check_engine: checks the Docker engine now and returns the worker's engine state for
-            /health; without it /health reports the worker's last recorded state.
         max_follows: log follows served at once (503 beyond).
         metrics: what GET /metrics reports (the service wires its hooks); default: the
             worker's gauges only.
@@ -134,7 +131,9 @@ def create_app(worker: Worker, stats: Callable[[], dict[str, Any]], allowed_imag
 
     @api.get("/health")
     def health():
-        engine = check_engine() if check_engine is not None else worker.engine
+        """Answered from the last periodic engine check: a request, authenticated or not,
+        never costs an engine call."""
+        engine = worker.engine
         reachable = engine.get("reachable") is not False
         body = {"status": "ok" if reachable else "unavailable", "worker": worker.name, "docker": engine}
         return jsonify(body), 200 if reachable else 503

@@ -25,6 +25,11 @@ class EngineUnreachable(RuntimeFailure):
     """The Docker engine did not answer."""
 
 
+class Closing(RuntimeFailure):
+    """The runtime is closing: an operation under way (a pull) was abandoned; the task is
+    left as it was."""
+
+
 @dataclass(frozen=True)
 class ContainerStatus:
     """What Docker says about a task's container, in Orca's terms."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Callable
 
 from task import State, Task, TaskEvent, backoff_delay, utc_now
 from task import lifecycle
-from worker.containers import ContainerStatus, RuntimeFailure
+from worker.containers import Closing, ContainerStatus, RuntimeFailure
 
 if TYPE_CHECKING:
     from worker.taskdb import TaskDB
@@ -30,16 +30,52 @@ class ContainerHandlers:
     _lock_for: Callable[[str], threading.Lock]
     _enqueue_later: Callable[[TaskEvent, float], None]
 
-    def _handle(self, event: TaskEvent) -> None:
+    def _handle_start(self, event: TaskEvent) -> None:
         task_id = event.task.id
         try:
             with self._lock_for(task_id):
-                if event.state is State.COMPLETED:
-                    self._stop(task_id)
-                else:
-                    self._start(task_id, event.task.attempt)
+                self._start(task_id, event.task.attempt)
         except Exception:
-            log.exception("task %s: handling a %s event failed", task_id, event.state.value)
+            log.exception("task %s: handling a start failed", task_id)
+
+    def _handle_stop(self, event: TaskEvent) -> None:
+        """Stop the task. When its start holds the task (perhaps waiting out a pull), a task
+        not started yet is cancelled at once without waiting: the start, when it returns,
+        finds the task moved on and removes its container."""
+        task_id = event.task.id
+        try:
+            lock = self._lock_for(task_id)
+            if not lock.acquire(blocking=False):
+                if self._cancel_unstarted(task_id):
+                    return
+                lock.acquire()
+            try:
+                self._stop(task_id)
+            finally:
+                lock.release()
+        except Exception:
+            log.exception("task %s: handling a stop failed", task_id)
+
+    def _cancel_unstarted(self, task_id: str) -> bool:
+        """End a scheduled task that has not started (completed, or failed with the worker's
+        reason). Returns False when the task is not scheduled (already running, or ended)."""
+        with self._guard:
+            why = self._stopping.get(task_id)
+        cancelled = False
+
+        def cancel(task: Task) -> bool:
+            nonlocal cancelled
+            if task.state is not State.SCHEDULED:
+                return False
+            _cancel(task, why)
+            cancelled = True
+            return True
+        self.db.update(task_id, cancel)
+        if cancelled:
+            with self._guard:
+                self._stopping.pop(task_id, None)
+            log.info("task %s stopped before it started (its start is under way)", task_id)
+        return cancelled
 
     def _start(self, task_id: str, attempt: int) -> None:
         task = self.db.get(task_id)
@@ -49,6 +85,9 @@ class ContainerHandlers:
             self._remove_quietly(task.container_id)
         try:
             status = self.runtime.start(task)
+        except Closing as exc:  # the worker shuts down: the task is left scheduled, as it was
+            log.info("task %s: %s", task_id, exc)
+            return
         except RuntimeFailure as exc:
             log.warning("task %s failed to start: %s", task_id, exc)
             self._start_failed(task_id, attempt, str(exc))

@@ -17,17 +17,13 @@ from typing import Callable
 import docker
 from docker import auth
 from docker.errors import DockerException
-from requests.exceptions import RequestException
+from requests.exceptions import RequestException, Timeout
 
-from worker.containers import RuntimeFailure, explain
+from worker.containers import Closing, RuntimeFailure, explain
 
 log = logging.getLogger(__name__)
 
 POLL = 0.25  # seconds between looks at the pull and at a shutdown
-
-
-class Closing(RuntimeFailure):
-    """The runtime is closing: the pull was abandoned (the task is left as it was)."""
 
 
 class ImagePuller:
@@ -65,6 +61,8 @@ class ImagePuller:
             abandoned.set()
             if self._closing.is_set():
                 raise Closing(f"image {image!r}: pull abandoned, the worker is shutting down")
+            failure.append(Timeout())
+        if failure and isinstance(failure[0], Timeout):  # ours, or the engine socket's read timeout
             raise RuntimeFailure(f"image {image!r} could not be pulled within {self._timeout:g} s "
                                  f"(ORCA_PULL_TIMEOUT)")
         if failure:

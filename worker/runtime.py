@@ -21,12 +21,12 @@ from docker.types import LogConfig
 from requests.exceptions import RequestException
 
 from task import Task
-from worker.containers import (ATTEMPT_LABEL, RESTART_LABEL, SPEC_LABEL, TASK_LABEL, WORKER_LABEL,  # noqa: F401
+from worker.containers import (ATTEMPT_LABEL, Closing, RESTART_LABEL, SPEC_LABEL, TASK_LABEL, WORKER_LABEL,  # noqa: F401
                                ContainerEvent, ContainerStatus, EngineUnreachable, RuntimeFailure, RuntimeOptions,
                                now_iso, status_of)
 from worker.containers import explain as _explain
 from worker.dockerlogs import DockerLogs
-from worker.pulls import Closing, ImagePuller  # noqa: F401
+from worker.pulls import ImagePuller
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +242,10 @@ class DockerRuntime(DockerLogs):
             return {"reachable": False, "error": f"docker engine unreachable: {_explain(exc)}"}
         return {"reachable": True, "version": str(info.get("Version", "")),
                 "api_version": str(info.get("ApiVersion", ""))}
+
+    def interrupt(self) -> None:
+        """Make waiting pulls give up now (with Closing): the worker shuts down."""
+        self._puller.close()
 
     def close(self) -> None:
         """Abandon waiting pulls, close the client's connections (if it ever connected)."""

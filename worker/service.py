@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 RECONCILE_INTERVAL = 2.0
 DISCONNECT_CHECK_INTERVAL = 1.0  # seconds between checks of stop_after_disconnect
-ENGINE_CHECK_TIMEOUT = 3.0  # seconds an engine check (job or GET /health) may take
+ENGINE_CHECK_TIMEOUT = 3.0  # seconds an engine check (the check_engine job) may take
 
 
 class WorkerService:
@@ -43,7 +43,7 @@ class WorkerService:
         self.metrics = WorkerMetrics(self.worker)
         self.worker.on_container = self.metrics.container_event
         app = create_app(self.worker, lambda: self._stats, allowed_images=config.allowed_images,
-                         check_engine=self._check_engine, metrics=self.metrics)
+                         metrics=self.metrics)
         require_token(app, config.token)
         self.term_fence = install_term_fence(app)  # after the token check: strangers learn nothing
         self.server = Server(app, config.worker_host, port, threads=config.http_threads, name=f"worker-{port}")
@@ -146,6 +146,7 @@ class WorkerService:
         if self._joiner is not None:
             self._joiner.stop()
         self.worker.close_intake()
+        self.runtime.interrupt()  # a start waiting out a pull gives up now
         self.jobs.shutdown()
         self._halt.set()
         self._close_watch()

@@ -7,10 +7,10 @@ import logging
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from common.pool import DaemonPool
 from task import NotFound, State, Task, TaskEvent, Unavailable, utc_now
 from worker.containers import ContainerEvent, ContainerStatus, RuntimeFailure
 from worker.engine import EngineState
@@ -62,14 +62,17 @@ class Worker(ContainerHandlers):
 
     def __init__(self, name: str, runtime: Runtime, policy: Policy = Policy(), threads: int = 8,
                  executor: Executor | None = None, clock: Callable[[], float] = time.monotonic,
-                 first_version: int | None = None) -> None:
+                 first_version: int | None = None, control_threads: int = 4) -> None:
         self.name = name
         self.runtime = runtime
         self.policy = policy
         self.clock = clock
         self.db = TaskDB(first_version)
         self.queue: deque[TaskEvent] = deque()
-        self._pool: Executor = executor or ThreadPoolExecutor(threads, thread_name_prefix=f"worker-{name}")
+        # Starts (which may wait out a pull) and everything else (stops, exits, health
+        # restarts) have pools of their own: a stop never waits behind a start.
+        self._pool: Executor = executor or DaemonPool(threads, f"start-{name}")
+        self._control: Executor = executor or DaemonPool(control_threads, f"control-{name}")
         self._stopping: dict[str, str | None] = {}  # task id -> why (None: a stop from the manager)
         self._locks: dict[str, threading.Lock] = {}
         self._delayed: list[tuple[float, int, TaskEvent]] = []
@@ -184,7 +187,10 @@ class Worker(ContainerHandlers):
         count = 0
         while self.queue:
             event = self.queue.popleft()
-            self._pool.submit(self._handle, event)
+            if event.state is State.COMPLETED:
+                self._control.submit(self._handle_stop, event)
+            else:
+                self._pool.submit(self._handle_start, event)
             count += 1
         return count
 
@@ -214,7 +220,17 @@ class Worker(ContainerHandlers):
     def on_container_event(self, event: ContainerEvent) -> None:
         """React to Docker's event stream: a container of ours died or vanished."""
         if event.action in ("die", "oom", "destroy"):
-            self._pool.submit(self._observe_safely, event.task_id)
+            self._submit_control(self._observe_safely, event.task_id)
+
+    def request_restart(self, task_id: str, problem: str) -> None:
+        """Restart a running task's container as failed (`problem`), in the control pool."""
+        self._submit_control(self.restart_unhealthy, task_id, problem)
+
+    def _submit_control(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            self._control.submit(fn, *args)
+        except RuntimeError:  # shut down: the worker is going away
+            log.debug("worker %s is shutting down: %s not run", self.name, getattr(fn, "__name__", fn))
 
     def _lock_for(self, task_id: str) -> threading.Lock:
         with self._guard:
@@ -248,4 +264,5 @@ class Worker(ContainerHandlers):
     def close(self) -> None:
         """Finish in-flight container operations and stop the pool. Idempotent."""
         self._accepting = False
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for pool in (self._pool, self._control):
+            pool.shutdown(wait=True, cancel_futures=True)
