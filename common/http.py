@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
 OPEN_PATHS = frozenset({"/health"})  # routes answered without a token (liveness probes)
 CONNECTION_LIMIT = 1000
+# Requests waitress reads ahead on a connection while one is being served. Above 0 it also
+# notices a client that hangs up mid-request (environ["waitress.client_disconnected"]), which
+# is how a follow or wait of a client that left gives its slot back.
+REQUEST_LOOKAHEAD = 4
 logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" on every burst
 
 
@@ -155,7 +159,8 @@ class Server:
         # waitress stops accepting at connection_limit (default 100) until idle keep-alive
         # connections time out: clients that keep their connections open would stall others.
         self._server = create_server(app, host=host, port=port, threads=threads, connection_limit=CONNECTION_LIMIT,
-                                     channel_timeout=30, ident="orca", clear_untrusted_proxy_headers=True)
+                                     channel_timeout=30, ident="orca", clear_untrusted_proxy_headers=True,
+                                     channel_request_lookahead=REQUEST_LOOKAHEAD)
         self._thread = threading.Thread(target=self._run, name=f"{name}-server", daemon=True)
         self._closed = False
         self.host = host

@@ -1,6 +1,7 @@
 """The manager's HTTP API."""
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 from urllib.parse import urlencode
 
@@ -28,6 +29,7 @@ DEFAULT_WAIT = 30.0  # seconds GET /tasks/<id>/wait waits without ?timeout
 MAX_WAIT = 300.0  # the longest ?timeout / ?wait accepted
 MAX_LONG_REQUESTS = 8  # follows and waits served at once; each holds a request thread
 NEXT_HEADER = "X-Orca-Next"  # the cursor of a listing's next page (absent on the last page)
+CLIENT_CHECK = 0.5  # seconds between looks at whether a waiting client is still there
 
 
 def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_requests: int = MAX_LONG_REQUESTS,
@@ -64,15 +66,26 @@ def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_
     def run_to_completion(event: TaskEvent, wait: float):
         """Submit, wait up to `wait` seconds for the task to end, answer with its output."""
         release = long_requests.acquire()  # before submitting: a refusal creates nothing
+        gone = client_gone()
         try:
             task = manager.submit(event)
-            task, done = manager.wait_task(task.id, _finished, wait)
-            output = logs.capture(task)
+            task, done = wait_while_connected(task.id, wait, gone)
+            output = logs.capture(task) if not gone() else {}
         finally:
             release()
         body = {"task": task.to_dict(), "done": done, "timed_out": not done, "exit_code": task.exit_code,
                 "output": output}
         return jsonify(body), 201, {"Location": f"/tasks/{task.id}"}
+
+    def wait_while_connected(task_id: str, timeout: float, gone: Callable[[], bool]) -> tuple[Task, bool]:
+        """Wait for the task to end, as manager.wait_task, but give up as soon as the client
+        hangs up (looked at every CLIENT_CHECK seconds), so its slot is free again."""
+        deadline = time.monotonic() + timeout
+        while True:
+            slice_ = max(0.0, min(CLIENT_CHECK, deadline - time.monotonic()))
+            task, done = manager.wait_task(task_id, _finished, slice_)
+            if done or slice_ <= 0 or gone() or not manager.accepting:
+                return task, done
 
     @api.get("/tasks/<task_id>/wait")
     def wait_for_task(task_id: str):
@@ -80,7 +93,7 @@ def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_
         manager.get(task_id)  # 404 before taking a slot
         release = long_requests.acquire()
         try:
-            task, done = manager.wait_task(task_id, _finished, timeout)
+            task, done = wait_while_connected(task_id, timeout, client_gone())
         finally:
             release()
         if not done and not manager.accepting:
