@@ -50,7 +50,7 @@ class Task:
     ports: dict[str, int | None] = field(default_factory=dict)
     restart_policy: str = "on-failure"
     max_restarts: int = DEFAULT_MAX_RESTARTS
-    health_check: str | None = None
+    health_check: str | dict[str, Any] | None = None  # a URL path, or an object (task/health.py)
     stop_after_disconnect: float | None = None  # seconds cut off from the manager before the worker stops it
     constraints: list[dict[str, Any]] = field(default_factory=list)  # node labels the task needs (scheduler)
     service: str | None = None  # the service this task is a replica of; set by the services reconciler only
@@ -83,6 +83,8 @@ class Task:
         data["command"], data["env"] = list(self.command), dict(self.env)
         data["ports"], data["host_ports"] = dict(self.ports), dict(self.host_ports)
         data["constraints"] = [dict(c) for c in self.constraints]
+        if isinstance(self.health_check, dict):
+            data["health_check"] = dict(self.health_check)
         return data
 
     def spec_dict(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import sys
 from functools import cache
 from typing import Any
 
+from task.health import MAX_INTERVAL, MAX_RETRIES, MAX_START_PERIOD, MAX_TIMEOUT, MIN_INTERVAL, MIN_TIMEOUT, PROBE_TIMEOUT
 from task.model import CONSTRAINT_OPS, RESTART_POLICIES, SPEC_FIELDS, Task
 from task.state import State
 from task.validation import (
@@ -160,12 +161,31 @@ def _spec_properties() -> dict[str, dict[str, Any]]:
         "stop_after_disconnect": {"type": ["number", "null"], "minimum": 0, "maximum": MAX_SECONDS,
                                   "description": "seconds a worker cut off from the manager keeps the task "
                                                  "running before it stops it; null: it keeps running"},
-        "health_check": {**_no_space_string("/"), "type": ["string", "null"], "maxLength": MAX_PATH,
-                         "description": "a URL path probed over the first published tcp port"},
+        "health_check": _health_check(),
         "constraints": _constraints(),
         "pids": {"anyOf": [{"type": "integer", "const": 0}, {"type": "integer", "minimum": MIN_PIDS, "maximum": MAX_PIDS}],
                  "description": "processes the container may hold; 0: the worker's ORCA_PIDS_LIMIT"},
     }
+
+
+def _health_check() -> dict[str, Any]:
+    """A URL path (the short form), or an object of which only `path` is required."""
+    path = {**_no_space_string("/"), "maxLength": MAX_PATH}
+    seconds = lambda low, high, what: {"type": ["number", "null"], "minimum": low, "maximum": high,  # noqa: E731
+                                       "description": what}
+    check = {"type": "object", "additionalProperties": False, "required": ["path"], "properties": {
+        "path": {**path, "description": "the URL path probed"},
+        "port": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 1, "maximum": 65535},
+                           {"type": "string", "pattern": TCP_PORT_KEY}],
+                 "description": "the tcp container port probed (one of task.ports); default: the lowest-numbered"},
+        "interval": seconds(MIN_INTERVAL, MAX_INTERVAL, "seconds between probes; default ORCA_HEALTH_INTERVAL"),
+        "timeout": seconds(MIN_TIMEOUT, MAX_TIMEOUT, f"seconds a probe may take; default {PROBE_TIMEOUT:g}"),
+        "retries": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_RETRIES,
+                    "description": "failed probes in a row that restart the task; default ORCA_HEALTH_FAILURES"},
+        "start_period": seconds(0, MAX_START_PERIOD, "seconds after a start during which failed probes do not count"),
+    }, "description": "null for any field but path: the default"}
+    return {"anyOf": [{"type": "null"}, {**path, "description": "the short form: a URL path"}, check],
+            "description": "probed over HTTP on a published tcp port (the lowest-numbered unless `port` says)"}
 
 
 def _task_spec() -> dict[str, Any]:
@@ -173,7 +193,7 @@ def _task_spec() -> dict[str, Any]:
     if set(properties) != TASK_FIELDS:
         raise RuntimeError(f"task schema fields {sorted(properties)} differ from SPEC_FIELDS {sorted(TASK_FIELDS)}")
     health_needs_tcp = {
-        "if": {"required": ["health_check"], "properties": {"health_check": {"type": "string"}}},
+        "if": {"required": ["health_check"], "properties": {"health_check": {"type": ["string", "object"]}}},
         "then": {"required": ["ports"],
                  "properties": {"ports": {"not": {"propertyNames": {"not": {"pattern": TCP_PORT_KEY}}}}}},
     }
@@ -203,7 +223,7 @@ def _task_fields() -> dict[str, dict[str, Any]]:
         "memory": {"type": "integer", "minimum": 0}, "disk": {"type": "integer", "minimum": 0},
         "ports": {"type": "object", "additionalProperties": spec["ports"]["additionalProperties"]},
         "restart_policy": spec["restart_policy"], "max_restarts": spec["max_restarts"],
-        "restart_count": {"type": "integer", "minimum": 0}, "health_check": nullable_text,
+        "restart_count": {"type": "integer", "minimum": 0}, "health_check": spec["health_check"],
         "host_ports": {"type": "object", "additionalProperties": {"type": "integer"}},
         "node": nullable_text, "container_id": nullable_text, "exit_code": {"type": ["integer", "null"]},
         "error": nullable_text, "created_at": nullable_text, "started_at": nullable_text,

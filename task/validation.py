@@ -6,6 +6,7 @@ import uuid
 from typing import Any, Iterable
 
 from task.errors import Forbidden, ValidationError
+from task.health import MAX_PATH, parse_health_check
 from task.model import CONSTRAINT_OPS, RESTART_POLICIES, SPEC_FIELDS, Task, TaskEvent
 from task.reference import InvalidReference, normalize, parse_pattern
 from task.state import State
@@ -23,7 +24,6 @@ MAX_ENV_VALUE = 65536
 MAX_PORTS = 128
 MAX_CPU = 1024
 MAX_RESTARTS = 1000
-MAX_PATH = 2048
 MAX_SECONDS = 7 * 24 * 3600  # a week
 MAX_BYTES = 1 << 50  # 1 PiB: anything above is a typo, not a machine
 MIN_MEMORY = 6 * 1024 * 1024  # Docker refuses smaller memory limits
@@ -108,7 +108,7 @@ def parse_task(value: Any, require_image: bool = True) -> Task:
     task.restart_policy = _restart_policy(obj.get("restart_policy", "on-failure"))
     task.max_restarts = _count(obj.get("max_restarts", task.max_restarts), "task.max_restarts")
     task.stop_after_disconnect = _seconds_or_none(obj.get("stop_after_disconnect"), "task.stop_after_disconnect")
-    task.health_check = _health_check(obj.get("health_check"), task.ports)
+    task.health_check = parse_health_check(obj.get("health_check"), task.ports)
     task.constraints = parse_constraints(obj.get("constraints", []), "task.constraints")
     return task
 
@@ -329,14 +329,3 @@ def _seconds_or_none(value: Any, name: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_SECONDS:
         raise ValidationError(f"{name} must be null or a number of seconds between 0 and {MAX_SECONDS}")
     return float(value)
-
-
-def _health_check(value: Any, ports: dict) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.startswith("/") or len(value) > MAX_PATH \
-            or any(c.isspace() or ord(c) < 32 for c in value):
-        raise ValidationError("task.health_check must be a URL path starting with '/'")
-    if not any(key.endswith("/tcp") for key in ports):
-        raise ValidationError("task.health_check needs a published tcp port in task.ports")
-    return value

@@ -141,12 +141,15 @@ class ContainerHandlers:
         self._record_exit(task_id, status)
         log.info("task %s stopped", task_id)
 
-    def restart_unhealthy(self, task_id: str, problem: str) -> None:
-        """Stop a running task's container as failed (`problem`), so its policy restarts it."""
+    def restart_unhealthy(self, task_id: str, problem: str, container_id: str | None = None) -> None:
+        """Stop a running task's container as failed (`problem`), so its policy restarts it;
+        with `container_id`, only while that container is still the task's."""
         try:
             with self._lock_for(task_id):
                 task = self.db.get(task_id)
                 if task is None or task.state is not State.RUNNING:
+                    return
+                if container_id is not None and task.container_id != container_id:
                     return
                 status = self.runtime.stop(task.container_id, self.policy.stop_timeout)
                 self._record_exit(task_id, status, failure=problem)

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 RECONCILE_INTERVAL = 2.0
 DISCONNECT_CHECK_INTERVAL = 1.0  # seconds between checks of stop_after_disconnect
+HEALTH_TICK = 0.25  # seconds between looks for due health checks
 ENGINE_CHECK_TIMEOUT = 3.0  # seconds an engine check (the check_engine job) may take
 
 
@@ -34,7 +35,8 @@ class WorkerService:
                                  log_max_size=config.log_max_size, log_max_files=config.log_max_files)
         self.runtime = DockerRuntime(self.name, config.docker_host, config.docker_timeout, options)
         policy = Policy(stop_timeout=config.stop_timeout, restart_backoff=config.restart_backoff,
-                        health_failures=config.health_failures, gc_after=config.gc_after)
+                        health_interval=config.health_interval, health_failures=config.health_failures,
+                        gc_after=config.gc_after)
         self.worker = Worker(self.name, self.runtime, policy, config.start_threads)
         self.upkeep = Upkeep(self.worker, probe=health.probe)
         self._config = config
@@ -52,7 +54,8 @@ class WorkerService:
         self.jobs.add("sync_states", self.worker.sync_states, RECONCILE_INTERVAL)
         self.jobs.add("collect_stats", self._collect_stats, config.stats_interval)
         self.jobs.add("check_engine", self._check_engine, config.stats_interval)
-        self.jobs.add("check_health", self.upkeep.check_health, config.health_interval)
+        # Each task's check has its own interval: the job only starts the probes that are due.
+        self.jobs.add("check_health", self.upkeep.check_health, min(config.health_interval, HEALTH_TICK))
         self.jobs.add("stop_disconnected", self.upkeep.stop_disconnected, DISCONNECT_CHECK_INTERVAL)
         self.jobs.add("collect_garbage", self._collect_garbage, max(1.0, min(60.0, config.gc_after / 10)))
         self.worker.on_work = lambda: self.jobs.wake("run_pending")
@@ -148,6 +151,7 @@ class WorkerService:
         self.worker.close_intake()
         self.runtime.interrupt()  # a start waiting out a pull gives up now
         self.jobs.shutdown()
+        self.upkeep.close()
         self._halt.set()
         self._close_watch()
         self.worker.close()

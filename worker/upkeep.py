@@ -9,6 +9,7 @@ from typing import Callable
 
 from task import State, Task, ValidationError, parse_task, utc_now
 from worker.containers import ContainerStatus, RuntimeFailure
+from worker.healthchecks import HealthChecks, Probe
 from worker.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -17,12 +18,11 @@ log = logging.getLogger(__name__)
 class Upkeep:
     """One-pass jobs over a Worker's tasks and containers (the service schedules them)."""
 
-    def __init__(self, worker: Worker, probe: Callable[[str], str | None] | None = None,
+    def __init__(self, worker: Worker, probe: Probe | None = None,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self.worker = worker
-        self._probe = probe
+        self._health = HealthChecks(worker, probe) if probe is not None else None
         self._wall_clock = wall_clock
-        self._health_misses: dict[str, int] = {}
 
     # ----- adoption (before serving)
 
@@ -71,35 +71,14 @@ class Upkeep:
     # ----- health checks
 
     def check_health(self) -> None:
-        """Probe every running task that has a health check; restart those that keep failing."""
-        if self._probe is None:
-            return
-        for task in self.worker.db.list():
-            url = _health_url(task)
-            if task.state is not State.RUNNING or url is None:
-                continue
-            problem = self._probe(url)
-            self._record_health(task, problem is None)
-            misses = 0 if problem is None else self._health_misses.get(task.id, 0) + 1
-            self._health_misses[task.id] = misses
-            if misses >= self.worker.policy.health_failures:
-                log.warning("task %s unhealthy %d times: %s", task.id, misses, problem)
-                self._health_misses.pop(task.id, None)
-                self.worker.restart_unhealthy(task.id, problem or "unhealthy")
+        """Start the probes that are due (see HealthChecks); restarts happen as results come."""
+        if self._health is not None:
+            self._health.check_due()
 
-    def _record_health(self, probed: Task, healthy: bool) -> None:
-        """Report the probe's verdict (a new version only when it changes), for the manager's
-        services: a replica counts as updated only once it passes its health check."""
-        if probed.healthy is healthy:
-            return
-
-        def change(task: Task) -> bool:
-            same = (task.attempt, task.restart_count, task.state) == (probed.attempt, probed.restart_count, State.RUNNING)
-            if not same or task.healthy is healthy:
-                return False
-            task.healthy = healthy
-            return True
-        self.worker.db.update(probed.id, change)
+    def close(self) -> None:
+        """Stop probing health checks (probes under way are not waited for)."""
+        if self._health is not None:
+            self._health.close()
 
     # ----- a lost manager
 
@@ -163,13 +142,6 @@ def _incarnation(status: ContainerStatus) -> tuple[int, int]:
         return int(status.labels.get("orca.attempt", "0")), int(status.labels.get("orca.restart_count", "0"))
     except ValueError:
         return 0, 0
-
-
-def _health_url(task: Task) -> str | None:
-    if not task.health_check:
-        return None
-    port = next((p for key, p in task.host_ports.items() if key.endswith("/tcp")), None)
-    return f"http://127.0.0.1:{port}{task.health_check}" if port else None
 
 
 def _age(timestamp: str | None, now: float) -> float:

@@ -45,6 +45,7 @@ class Policy:
     stop_timeout: int = 10
     restart_backoff: float = 1.0
     restart_backoff_cap: float = 30.0
+    health_interval: float = 5.0
     health_failures: int = 3
     gc_after: float = 600.0
 
@@ -222,9 +223,10 @@ class Worker(ContainerHandlers):
         if event.action in ("die", "oom", "destroy"):
             self._submit_control(self._observe_safely, event.task_id)
 
-    def request_restart(self, task_id: str, problem: str) -> None:
-        """Restart a running task's container as failed (`problem`), in the control pool."""
-        self._submit_control(self.restart_unhealthy, task_id, problem)
+    def request_restart(self, task_id: str, problem: str, container_id: str | None = None) -> None:
+        """Restart a running task's container (only `container_id`, when given) as failed
+        (`problem`), in the control pool."""
+        self._submit_control(self.restart_unhealthy, task_id, problem, container_id)
 
     def _submit_control(self, fn: Callable[..., Any], *args: Any) -> None:
         try:

@@ -48,6 +48,11 @@ VALID = [
     run(stop_after_disconnect=0), run(stop_after_disconnect=2.5), run(stop_after_disconnect=7 * 24 * 3600),
     run(health_check=None), run(health_check="/", ports={"80/tcp": 1, "53/udp": None}),
     run(health_check="/ready?x=1", ports={"8080": None}), run(health_check="/" + "a" * (MAX_PATH - 1), ports={"1": None}),
+    run(health_check={"path": "/x"}, ports={"80": None}),
+    run(health_check={"path": "/x", "port": 8080, "interval": 0.5, "timeout": 1, "retries": 2, "start_period": 30},
+        ports={"80": None, "8080/tcp": 1}),
+    run(health_check={"path": "/x", "port": "8080/tcp", "interval": None, "start_period": 0}, ports={"8080": None}),
+    run(pids=0), run(pids=8), run(pids=32768),
 ]
 
 INVALID = [
@@ -86,12 +91,26 @@ INVALID = [
     run(health_check="health", ports={"80": None}), run(health_check="/a b", ports={"80": None}),
     run(health_check="/x"), run(health_check="/x", ports={}), run(health_check="/x", ports={"53/udp": None}),
     run(health_check="/" + "a" * MAX_PATH, ports={"1": None}), run(health_check=5, ports={"1": None}),
+    run(health_check={}, ports={"80": None}), run(health_check={"path": "x"}, ports={"80": None}),
+    run(health_check={"path": "/x"}), run(health_check={"path": "/x", "every": 1}, ports={"80": None}),
+    run(health_check={"path": "/x", "interval": 0}, ports={"80": None}),
+    run(health_check={"path": "/x", "interval": "5"}, ports={"80": None}),
+    run(health_check={"path": "/x", "timeout": -1}, ports={"80": None}),
+    run(health_check={"path": "/x", "retries": 0}, ports={"80": None}),
+    run(health_check={"path": "/x", "retries": True}, ports={"80": None}),
+    run(health_check={"path": "/x", "start_period": -1}, ports={"80": None}),
+    run(health_check={"path": "/x", "port": "80/udp"}, ports={"80": None}),
+    run(health_check={"path": "/x", "port": 0}, ports={"80": None}),
+    run(health_check=[], ports={"80": None}),
+    run(pids=7), run(pids=-1), run(pids=True), run(pids="8"), run(pids=32769), run(pids=None),
 ]
 
 # The schema accepts these and the server refuses them (400): JSON Schema cannot tell.
 SCHEMA_CANNOT_TELL = [
     run(memory="1k"), run(memory="0.001m"), run(memory="2p"), run(disk="2p"), run(disk="1025t"),
-    run(memory=67108864.0), run(ports={"80": 8080.0}), run(max_restarts=3.0),
+    run(memory=67108864.0), run(ports={"80": 8080.0}), run(max_restarts=3.0), run(pids=64.0),
+    run(health_check={"path": "/x", "port": 81}, ports={"80": None}),  # a port the task does not publish
+    run(health_check={"path": "/x", "retries": 2.0}, ports={"80": None}),
 ]
 
 # The server reads these (normalising them) and the schema, which documents the canonical forms, does not.
