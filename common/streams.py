@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from typing import Callable, Iterable, Iterator
 
 from flask import Response, request
@@ -21,6 +22,8 @@ from task import Unavailable
 log = logging.getLogger(__name__)
 
 _END = object()
+HEARTBEAT = b""  # relay()'s "nothing new, still here"
+MAX_FRAME_HEAD = 16  # hex digits of a frame's length, and its newline
 
 
 class StreamLimit:
@@ -49,13 +52,14 @@ class StreamLimit:
 
 
 def relay(source: Iterable[bytes], close: Callable[[], None], stop: Callable[[], bool],
-          poll: float = 0.25, depth: int = 256) -> Iterator[bytes]:
+          poll: float = 0.25, depth: int = 256, heartbeat: float | None = None) -> Iterator[bytes]:
     """Yield what `source` yields, reading it in a helper thread.
 
     Between items the caller checks `stop()` every `poll` seconds; when it turns true (or
     the consumer closes this generator) `close()` is called, which must make the source end
     or raise (close its socket), and the relay ends. An exception raised by the source is
-    raised here.
+    raised here. With `heartbeat`, an empty chunk (HEARTBEAT) comes first and then after
+    every `heartbeat` seconds without an item, for framed() to send as a keep-alive.
     """
     items: queue.Queue = queue.Queue(maxsize=depth)
     gone = threading.Event()
@@ -70,14 +74,21 @@ def relay(source: Iterable[bytes], close: Callable[[], None], stop: Callable[[],
             _put(items, exc, gone, poll)
 
     threading.Thread(target=pump, name="relay", daemon=True).start()
+    quiet_since = time.monotonic()
     try:
+        if heartbeat:
+            yield HEARTBEAT
         while True:
             try:
                 item = items.get(timeout=poll)
             except queue.Empty:
                 if stop():
                     return
+                if heartbeat and time.monotonic() - quiet_since >= heartbeat:
+                    quiet_since = time.monotonic()
+                    yield HEARTBEAT
                 continue
+            quiet_since = time.monotonic()
             if item is _END:
                 return
             if isinstance(item, Exception):
@@ -86,6 +97,37 @@ def relay(source: Iterable[bytes], close: Callable[[], None], stop: Callable[[],
     finally:
         gone.set()
         close()
+
+
+def framed(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Frame each chunk as `<length in hex>\n<bytes>`; HEARTBEAT becomes `0\n`. The worker
+    sends a follow so to the manager, whose read timeout then tells a silent worker from a
+    quiet task (unframed() reads it back)."""
+    for chunk in chunks:
+        yield b"%x\n" % len(chunk) + chunk
+
+
+def unframed(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """The chunks of a framed() stream, however its bytes were cut, without the heartbeats.
+
+    Raises:
+        ValueError: the stream is not framed (a length that is not hex, or too long).
+    """
+    buffer = b""
+    for piece in pieces:
+        buffer += piece
+        while True:
+            head, newline, rest = buffer.partition(b"\n")
+            if not newline:
+                if len(buffer) > MAX_FRAME_HEAD:
+                    raise ValueError("not a framed stream")
+                break
+            size = int(head, 16)  # ValueError when not framed
+            if len(rest) < size:
+                break
+            if size:
+                yield rest[:size]
+            buffer = rest[size:]
 
 
 def until_broken(chunks: Iterable[bytes], errors: tuple[type[Exception], ...], task_id: str) -> Iterator[bytes]:

@@ -8,10 +8,13 @@ from typing import Any, Callable, Iterator
 import requests
 from requests.adapters import HTTPAdapter
 
+from common.streams import unframed
 from task import NotFound, TaskEvent, WorkerRejected, WorkerUnavailable, WorkerUnreachable
 from task.wire import SEEN_TERM_HEADER, TERM_HEADER
 
 VERSION_HEADER = "X-Orca-Version"
+KEEPALIVE = 2.0  # seconds of quiet after which a worker's follow sends a heartbeat
+SILENT_AFTER = 5 * KEEPALIVE  # seconds without a byte (heartbeats included): the worker is silent
 INSTANCE_HEADER = "X-Orca-Instance"
 
 
@@ -140,13 +143,17 @@ class WorkerClient:
                   follow: bool) -> tuple[Iterator[bytes], Callable[[], None]]:
         """GET the worker's /tasks/<id>/logs as a stream.
 
-        Following, the read has no timeout: the stream lasts as long as the task runs.
+        Following, the worker frames the stream and sends a heartbeat every KEEPALIVE
+        seconds of quiet, so a read that waits SILENT_AFTER seconds means the worker is gone
+        silent (frozen, or cut off): the read fails and the follow reconnects.
         Returns:
             (chunks, close): the body as the worker sends it (a line per chunk when
             following); reading raises WorkerUnavailable when the connection breaks. close()
             ends the stream, also from another thread while a read is blocked.
         """
-        timeout = (self._timeout[0], None if follow else self._timeout[1])
+        timeout = (self._timeout[0], SILENT_AFTER if follow else self._timeout[1])
+        if follow:
+            params = {**params, "keepalive": str(KEEPALIVE)}
         url = f"http://{address}/tasks/{task_id}/logs"
         session = self._stream_session()
         try:
@@ -163,7 +170,8 @@ class WorkerClient:
             if response.status_code >= 500:
                 raise WorkerUnavailable(f"worker {address} answered {response.status_code}: {message}")
             raise WorkerRejected(message)
-        return _chunks(response, address, session), _aborter(response, session)
+        chunks = _chunks(response, address, session)
+        return (_unframed(chunks, address) if follow else chunks), _aborter(response, session)
 
     def _stream_session(self) -> requests.Session:
         """A session for one stream, closed with it. Streams are opened from short-lived
@@ -187,6 +195,13 @@ def _chunks(response: requests.Response, address: str, session: requests.Session
     finally:
         response.close()
         session.close()
+
+
+def _unframed(chunks: Iterator[bytes], address: str) -> Iterator[bytes]:
+    try:
+        yield from unframed(chunks)
+    except ValueError:
+        raise WorkerUnavailable(f"worker {address}: the output stream is not framed") from None
 
 
 def _aborter(response: requests.Response, session: requests.Session) -> Callable[[], None]:

@@ -11,7 +11,7 @@ from common.http import create_json_app, json_body
 from common.metrics import WorkerMetrics, serve_metrics
 from common.openapi import serve_document
 from common.query import LogOptions, log_options, query_float
-from common.streams import StreamLimit, client_gone, relay, text_response, until_broken
+from common.streams import StreamLimit, client_gone, framed, relay, text_response, until_broken
 from common.query import query_int
 from task import NotFound, State, Task, TaskEvent, Unavailable, ValidationError, parse_uuid
 from task.wire import parse_order
@@ -27,6 +27,9 @@ VERSION_HEADER = "X-Orca-Version"
 INSTANCE_HEADER = "X-Orca-Instance"
 MAX_WAIT = 30.0  # seconds a GET /tasks?since=N&wait=S may block
 MAX_FOLLOWS = 8  # log follows served at once; each holds a request thread
+# ?keepalive=S (the manager's follows): the stream is framed (common/streams.py) and carries a
+# heartbeat after every S seconds without output.
+MIN_KEEPALIVE, MAX_KEEPALIVE = 0.1, 60.0
 
 
 def create_app(worker: Worker, stats: Callable[[], dict[str, Any]], allowed_images: tuple[str, ...] = (),
@@ -122,12 +125,14 @@ def create_app(worker: Worker, stats: Callable[[], dict[str, Any]], allowed_imag
         engine = worker.engine
         if engine.get("reachable") is False:
             raise Unavailable(f"task {task.id}: {engine.get('error') or 'docker engine unreachable'}")
+        keepalive = query_float("keepalive", None, MIN_KEEPALIVE, MAX_KEEPALIVE)
         release = follows.acquire()
         follower = TaskLogFollower(worker.db, worker.runtime, task.id, options)
         gone = client_gone()
-        body = relay(iter(follower), follower.close, stop=lambda: not worker.accepting or gone())
+        body = relay(iter(follower), follower.close, stop=lambda: not worker.accepting or gone(),
+                     heartbeat=keepalive)
         log.info("task %s: following its output", task.id)
-        return text_response(body, follower.close, release)
+        return text_response(framed(body) if keepalive else body, follower.close, release)
 
     @api.get("/health")
     def health():
