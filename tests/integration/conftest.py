@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,14 +19,15 @@ ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("completed", "failed")
 
 
+# Below the kernel's ephemeral range (32768-60999 here): a port the OS hands to bind(0) or to
+# an outgoing connection can be taken again between this probe and the process's own bind.
+PORTS = range(20000, 32000)
+
+
 def free_ports(count: int) -> int:
-    """Return the first of `count` consecutive free loopback ports."""
+    """Return the first of `count` consecutive free loopback ports, outside the ephemeral range."""
     for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count > 65535:
-            continue
+        base = random.randrange(PORTS.start, PORTS.stop - count)
         sockets = []
         try:
             for port in range(base, base + count):
@@ -40,6 +42,17 @@ def free_ports(count: int) -> int:
                 s.close()
     raise RuntimeError("no run of free ports found")
 
+
+
+def split_cluster(cluster, workers: int = 2, **overrides):
+    """A manager process and `workers` worker processes (named <prefix>-w<i>), each killable on its own."""
+    base = free_ports(workers + 1)
+    procs = [cluster.start("worker", workers=1, ORCA_MANAGER_PORT=str(base), ORCA_WORKER_PORT=str(base + 1 + i),
+                           ORCA_WORKER_NAME=f"{cluster.prefix}-w{i}", **overrides) for i in range(workers)]
+    addresses = ",".join(f"127.0.0.1:{base + 1 + i}" for i in range(workers))
+    manager = cluster.start("manager", workers=0, ORCA_MANAGER_PORT=str(base), ORCA_WORKER_PORT=str(base + 1),
+                            ORCA_WORKERS=addresses, **overrides)
+    return manager, procs
 
 def wait_for(check: Callable[[], object], timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
     """Call `check` until it returns something truthy; return that, or fail after `timeout`."""

@@ -21,7 +21,7 @@ import uuid
 import pytest
 import requests
 
-from tests.integration.conftest import free_ports, post_task, wait_for, wait_state
+from tests.integration.conftest import post_task, split_cluster, wait_for, wait_state
 
 pytestmark = pytest.mark.docker
 
@@ -88,16 +88,6 @@ class HungRegistry:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-
-def split_cluster(cluster, workers: int = 1, **overrides):
-    """A manager process and `workers` worker processes (named <prefix>-w<i>), each its own process."""
-    base = free_ports(workers + 1)
-    procs = [cluster.start("worker", workers=1, ORCA_MANAGER_PORT=str(base), ORCA_WORKER_PORT=str(base + 1 + i),
-                           ORCA_WORKER_NAME=f"{cluster.prefix}-w{i}", **overrides) for i in range(workers)]
-    addresses = ",".join(f"127.0.0.1:{base + 1 + i}" for i in range(workers))
-    manager = cluster.start("manager", workers=0, ORCA_MANAGER_PORT=str(base), ORCA_WORKER_PORT=str(base + 1),
-                            ORCA_WORKERS=addresses, **overrides)
-    return manager, procs
 
 
 def task_containers(docker_client, task_id: str) -> list:

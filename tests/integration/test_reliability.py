@@ -12,22 +12,12 @@ import uuid
 import pytest
 import requests
 
-from tests.integration.conftest import TERMINAL, free_ports, post_task, wait_for, wait_state
+from tests.integration.conftest import TERMINAL, free_ports, post_task, split_cluster, wait_for, wait_state
 
 pytestmark = pytest.mark.docker
 
 HTTPD = ["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"]
 
-
-def split_cluster(cluster, workers: int = 2, **overrides):
-    """A manager process and `workers` worker processes, each killable on its own."""
-    base = free_ports(workers + 1)
-    procs = [cluster.start("worker", workers=1, ORCA_MANAGER_PORT=str(base), ORCA_WORKER_PORT=str(base + 1 + i),
-                           ORCA_WORKER_NAME=f"{cluster.prefix}-w{i}", **overrides) for i in range(workers)]
-    addresses = ",".join(f"127.0.0.1:{base + 1 + i}" for i in range(workers))
-    manager = cluster.start("manager", workers=0, ORCA_MANAGER_PORT=str(base), ORCA_WORKER_PORT=str(base + 1),
-                            ORCA_WORKERS=addresses, **overrides)
-    return manager, procs
 
 
 def containers_by_task(cluster) -> dict[str, list]:
