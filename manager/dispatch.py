@@ -45,6 +45,8 @@ class Dispatch:
         action = lifecycle.next_action(task, task.id in self._unsent)
         if action in (Action.PLACE, Action.CANCEL):
             self._work[task.id] = None
+        elif task.node is not None and task.node not in self._by_name and not task.state.is_terminal:
+            self._work[task.id] = None  # its node was removed: placed again (_reconcile)
         elif action is Action.SEND_STOP:
             self._stopping.add(task.id)
         if task.state.is_terminal:
@@ -97,6 +99,9 @@ class Dispatch:
             action = lifecycle.next_action(task, task_id in self._unsent)
             node = self._by_name.get(task.node or "")
             due = self._retry_at.get(task_id, (0.0, 0.0))[0] <= now
+            gone = task.node if task.node is not None and node is None and not task.state.is_terminal else None
+        if gone is not None:
+            return self._leave_removed(task, gone)
         if action is Action.PLACE:
             return self._place(task, no_room)
         if action is Action.CANCEL:
@@ -129,11 +134,41 @@ class Dispatch:
                 self._commit(task, lambda t: setattr(t, "pending_reason", reason))
                 log.info("task %s waits: %s", task.id, reason)
             return "no_room"
-        self._commit(task, lambda t: lifecycle.place(t, node.name))
+        try:
+            self._commit(task, lambda t: self._place_on(t, node.name))
+        except _NodeChanged as exc:
+            log.info("task %s: %s; placing it again", task.id, exc)
+            return "retry"
         with self._lock:
             self._unsent.add(task.id)
         log.info("task %s attempt %d placed on %s", task.id, task.attempt, node.name)
         return "delivered" if self._send(task.id, node, Action.SEND_RUN) else "later"
+
+    def _place_on(self: "Manager", task: Task, name: str) -> None:
+        """The placement's change, under the lock: the scheduler chose `name` under the lock
+        too, but the lock was let go in between, so the node may have been removed, drained
+        or made ineligible meanwhile (the request that did it has answered). Then nothing is
+        recorded and the task is placed again."""
+        node = self._by_name.get(name)
+        if node is None:
+            raise _NodeChanged(f"node {name} was removed")
+        if not node.eligible or name in self._drains:
+            raise _NodeChanged(f"node {name} became {'draining' if name in self._drains else 'ineligible'}")
+        if node.lost or not node.is_up:
+            raise _NodeChanged(f"node {name} is down")
+        lifecycle.place(task, name)
+
+    def _leave_removed(self: "Manager", task: Task, name: str) -> str:
+        """A task placed on a node the manager no longer has: detach it so it is placed again
+        as a new attempt (or completed, if the user stopped it)."""
+        self._commit(task, lambda t: lifecycle.leave_removed(t, name))
+        with self._lock:
+            self._unsent.discard(task.id)
+            self._stopping.discard(task.id)
+            self._retry_at.pop(task.id, None)
+            self._schedule_work(task)
+        log.warning("task %s: its node %s was removed; it is placed again", task.id, name)
+        return "retry"
 
     def _send(self: "Manager", task_id: str, node, action: Action) -> bool:
         """Send the current attempt (or its stop) to `node`; True when the worker answered."""
@@ -205,6 +240,10 @@ class Dispatch:
     def _settled(self: "Manager", task: Task) -> None:
         with self._lock:
             self._schedule_work(task)
+
+class _NodeChanged(Exception):
+    """The node chosen for a placement changed before the placement was recorded."""
+
 
 def _shape(task: Task) -> tuple:
     """What decides whether a node can take a task, apart from the node: two tasks of one

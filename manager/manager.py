@@ -92,6 +92,7 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
             task = self._tasks.get(record["task_id"])
             if record.get("pending") and record.get("state") == State.COMPLETED.value and task is not None:
                 task.desired_state = DESIRED_STOPPED  # a stop queued by a manager from before desired_state
+        self._restore_moving()
         for task in self._tasks.values():
             self._track_placement(task)
             self._schedule_work(task)
@@ -117,6 +118,7 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
             Mirror.__init__(self)
             Liveness.__init__(self)
             added = self._reload_nodes()
+            self._restore_moving()
             self._reset_placements(tasks)
             now = self._clock()
             for node in self._nodes:

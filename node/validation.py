@@ -110,8 +110,9 @@ def parse_eligibility(body: Any) -> bool:
 
 
 def parse_drain(body: Any) -> DrainRequest:
-    """POST /nodes/<name>/drain: {"deadline": seconds, "force": bool, "parallel": n} or {"cancel": true}."""
-    obj = _object(body if body is not None else {}, "body")
+    """POST /nodes/<name>/drain: {"deadline": seconds, "force": bool, "parallel": n} or {"cancel": true}.
+    The route passes {} for an empty body; a JSON `null` is not an object (400)."""
+    obj = _object(body, "body")
     _no_unknown(obj, DRAIN_FIELDS)
     for flag in ("force", "cancel"):
         if flag in obj and not isinstance(obj[flag], bool):

@@ -108,6 +108,7 @@ def place(task: Task, node: str) -> None:
     check_transition(task.id, task.state, State.SCHEDULED)
     task.attempt += 1
     task.node, task.state, task.version, task.pending_reason = node, State.SCHEDULED, 0, None
+    task.moving_from = None
     task.container_id, task.exit_code, task.host_ports = None, None, {}
     task.started_at = task.finished_at = task.healthy = None
 
@@ -128,8 +129,18 @@ def move_off(task: Task, node: str) -> None:
     """Detach `task` from its attempt on `node` so it is placed elsewhere as a new attempt
     (the node is draining). Not a failure: restart_count is unchanged."""
     check_transition(task.id, task.state, State.SCHEDULED)
+    task.moving_from = {"node": node, "attempt": task.attempt}
     task.state, task.node = State.SCHEDULED, None
     task.error = f"moved off node {node} (drained)"
+
+
+def leave_removed(task: Task, node: str) -> None:
+    """Detach `task` from a node the manager no longer has (removed while the task was being
+    placed there): it is placed again as a new attempt, or completed if the user stopped it.
+    Not a failure: restart_count is unchanged."""
+    check_transition(task.id, task.state, State.SCHEDULED)
+    task.state, task.node = State.SCHEDULED, None
+    task.error = f"node {node} was removed; placing the task again"
 
 
 # ----- a lost worker

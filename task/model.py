@@ -72,6 +72,10 @@ class Task:
     # Observed: the last health probe passed (True) or failed (False); None: no health check,
     # or not probed since the container (re)started.
     healthy: bool | None = None
+    # A drained task's old copy that must be seen stopped before the task is placed again:
+    # {"node", "attempt"}, set when the task is moved off a draining node, cleared at its
+    # next placement. Persisted, so a restarted manager still holds the task back.
+    moving_from: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the task as the contract's JSON object (containers copied, not shared).
@@ -85,6 +89,7 @@ class Task:
         data["constraints"] = [dict(c) for c in self.constraints]
         if isinstance(self.health_check, dict):
             data["health_check"] = dict(self.health_check)
+        data["moving_from"] = dict(self.moving_from) if self.moving_from else None
         return data
 
     def spec_dict(self) -> dict[str, Any]:

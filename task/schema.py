@@ -238,6 +238,9 @@ def _task_fields() -> dict[str, dict[str, Any]]:
         # services: the version of the replica's spec, and the health probe's verdict
         "service_version": {"type": ["integer", "null"], "minimum": 1},
         "healthy": {"type": ["boolean", "null"]},
+        "moving_from": {"type": ["object", "null"],
+                        "description": "a drained task's old copy ({node, attempt}) to see stopped "
+                                       "before the task is placed again"},
     }
     names = list(Task().to_dict())
     missing = set(names) ^ set(fields)

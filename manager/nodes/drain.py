@@ -70,6 +70,22 @@ class Drainer:
             self._by_name[name].drain = {"started_at": drain.get("started_at"), "deadline": drain.get("deadline"),
                                          "remaining": 0}
 
+    def _restore_moving(self: "Manager") -> None:
+        """Rebuild the placement holds and kill orders of tasks moved off a draining node whose
+        old copy was not yet seen stopped (Task.moving_from, persisted with the move): after a
+        restart or a take-over the task is not placed while that copy may run, and the drain
+        does not complete before the copy is stopped. Caller holds the lock (or owns the
+        manager alone, at start)."""
+        self._moving = {}
+        for task in self._tasks.values():
+            origin = task.moving_from
+            if not origin or task.node is not None or origin.get("node") not in self._by_name:
+                continue  # placed again, or its node is gone (nothing left to stop there)
+            key = (task.id, str(origin["node"]), int(origin.get("attempt") or 0))
+            if key not in self._cleaned:
+                self._kills.setdefault(key, 0.0)
+                self._moving[task.id] = key
+
     def _drain_record(self: "Manager", name: str) -> dict[str, Any] | None:
         state = self._drains.get(name)
         if state is None:
@@ -88,6 +104,7 @@ class Drainer:
         self._check_accepting()
         with self._lock:
             node = self._node(name)
+            before = (self._drains.get(name), node.eligible, node.drain)
             if request.cancel:
                 if name not in self._drains:
                     raise Conflict(f"node {name} is not draining")
@@ -102,7 +119,14 @@ class Drainer:
                               "remaining": self._left_on(name)}
             wait = self._save_node(node)
             result = copy.copy(node)
-        self._durable(wait, f"drain of node {name}")
+
+        def undo() -> None:
+            state, node.eligible, node.drain = before
+            if state is None:
+                self._drains.pop(name, None)
+            else:
+                self._drains[name] = state
+        self._durable(wait, f"drain of node {name}", undo)
         log.info("node %s: drain %s", name, "cancelled" if request.cancel else
                  f"started (deadline {request.deadline:g} s{', forced' if request.force else ''})")
         self._publish("node", "drain", result)

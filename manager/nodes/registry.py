@@ -82,10 +82,16 @@ class NodeRegistry:
         """Queue the node's record (caller holds the lock); return the wait."""
         return self._store.submit([self._node_record(node)])
 
-    def _durable(self: "Manager", wait: Callable[[], None], what: str) -> None:
+    def _durable(self: "Manager", wait: Callable[[], None], what: str,
+                 undo: Callable[[], None] | None = None) -> None:
+        """Wait for a node write; if it fails, run `undo` under the lock (the change made in
+        memory before the write is taken back) and raise Unavailable."""
         try:
             wait()
         except Exception as exc:
+            if undo is not None:
+                with self._lock:
+                    undo()
             raise Unavailable(f"{what} could not be recorded: {exc}") from None
 
     # ----- requests
@@ -112,6 +118,7 @@ class NodeRegistry:
         with self._lock:
             node = self._by_name.get(reg.name)
             created = node is None
+            before = copy.copy(node)
             if node is None:
                 node = Node(name=reg.name, address=reg.address, last_answer=self._clock())
                 self._add_node(node)
@@ -124,7 +131,15 @@ class NodeRegistry:
                 node.capacity = dict(reg.capacity)
             wait = self._save_node(node)
             result = copy.copy(node)
-        self._durable(wait, f"node {reg.name}")
+
+        def undo() -> None:
+            if before is not None:
+                node.__dict__.update(before.__dict__)
+            elif self._by_name.get(reg.name) is node:
+                self._nodes.remove(node)
+                del self._by_name[reg.name]
+                self._sync_locks.pop(reg.name, None)
+        self._durable(wait, f"node {reg.name}", undo)
         log.info("node %s %s at %s", reg.name, "joined" if created else "rejoined", reg.address)
         self._publish("node", "join", result)
         if created:
@@ -143,10 +158,11 @@ class NodeRegistry:
             node = self._node(name)
             if eligible and name in self._drains:
                 raise Conflict(f"node {name} is draining: cancel the drain ({{\"cancel\": true}}) to make it eligible")
+            before = node.eligible
             changed, node.eligible = node.eligible != eligible, eligible
             wait = self._save_node(node)
             result = copy.copy(node)
-        self._durable(wait, f"node {name}")
+        self._durable(wait, f"node {name}", lambda: setattr(node, "eligible", before))
         if changed:
             log.info("node %s is %s", name, "eligible" if eligible else "ineligible")
             self._publish("node", "eligibility", result)
@@ -164,13 +180,15 @@ class NodeRegistry:
         with self._lock:
             node = self._node(name)
             self._check_removable(node)
-            self._nodes.remove(node)
-            del self._by_name[name]
+            wait = self._store.submit([("node", name, {"name": name, "removed": True})])
+        self._durable(wait, f"removal of node {name}")  # memory changes only once it is durable
+        with self._lock:
+            if self._by_name.get(name) is node:
+                self._nodes.remove(node)
+                del self._by_name[name]
             self._sync_locks.pop(name, None)
             self._forget_node(name)
             self._deferred.pop(name, None)
-            wait = self._store.submit([("node", name, {"name": name, "removed": True})])
-        self._durable(wait, f"removal of node {name}")
         log.info("node %s removed", name)
         self._publish("node", "leave", node)
         if node.is_up:
