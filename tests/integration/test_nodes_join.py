@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import datetime
 
 import requests
 
@@ -77,7 +78,7 @@ def test_a_drain_moves_a_plain_task_and_completes_and_a_removed_node_stays_gone(
     task = post_task(manager.manager_url, {"image": test_image, "command": SLEEPER}).json()
     before = wait_state(manager.manager_url, task["id"], ("running",), timeout=30)
     assert before["node"] == first_name and before["attempt"] == 1
-    _, second_name = join(cluster, manager, "", "zone=b")
+    second, second_name = join(cluster, manager, "", "zone=b")
     node_id = node(manager, first_name)["id"]
 
     drained = orca_cli(manager, "node", "drain", first_name, "--deadline", "120")
@@ -88,6 +89,14 @@ def test_a_drain_moves_a_plain_task_and_completes_and_a_removed_node_stays_gone(
         return now if now["state"] == "running" and now["node"] == second_name else None
     after = wait_for(moved, 45, what="the task to run on the other node")
     assert after["attempt"] == 2 and after["restart_count"] == 0
+    # Stop first, then move: the workers' records carry the engine's own times (Docker's
+    # FinishedAt of the old container, read when it was stopped and removed; StartedAt of
+    # the new one), one engine and one clock: the old copy had ended before the new started.
+    old = requests.get(f"{first.worker_url(0)}/tasks/{task['id']}", timeout=5).json()
+    new = requests.get(f"{second.worker_url(0)}/tasks/{task['id']}", timeout=5).json()
+    assert (old["attempt"], old["state"], new["attempt"], new["state"]) == (1, "completed", 2, "running"), (old, new)
+    assert old["finished_at"] and new["started_at"]
+    assert _utc(old["finished_at"]) <= _utc(new["started_at"]), (old["finished_at"], new["started_at"])
     wait_for(lambda: node(manager, first_name).get("drain", "x") is None, 30, what="the drain to complete")
     assert node(manager, first_name)["eligible"] is False
     mine = [c for c in cluster.containers() if c.labels.get("orca.worker") == first_name]
@@ -108,3 +117,8 @@ def test_a_drain_moves_a_plain_task_and_completes_and_a_removed_node_stays_gone(
     first.restart()  # a restarted worker joins again, as the same node
     wait_for(lambda: node(manager, first_name).get("status") == "up", 30, what="the worker to rejoin")
     assert node(manager, first_name)["id"] == node_id
+
+
+def _utc(text: str) -> datetime:
+    """An ISO 8601 UTC time as the workers write it (milliseconds, trailing Z)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
