@@ -18,7 +18,7 @@ from tests.integration.conftest import OrcaProcess, wait_for
 
 pytestmark = pytest.mark.docker
 
-TTL = "2"
+TTL = "4"  # short for a test, long enough that a loaded machine does not make leadership flap
 VERBATIM_CREATE = ('{"jsonrpc": "2.0", "method": "ContainerService.Create", "params": [{"image": "nginx", '
                    '"arguments": [], "resources": {}, "env": {}}], "id": 1}')
 VERBATIM_STATUS = ('{"jsonrpc": "2.0", "method": "ContainerService.Status", "params": [{"job_id": "%s"}], '
@@ -171,18 +171,23 @@ def test_a_frozen_leader_wakes_as_a_follower_and_commands_nothing(managers, test
         assert new_term > old_term
     finally:
         leader.proc.send_signal(signal.SIGCONT)
-    view = wait_for(lambda: (v := managers.cluster_view(leader))["leader"] == other.manager_url.removeprefix("http://")
-                    and v, timeout=20, what="the old leader to see the new one")
-    assert view["term"] == new_term
+    # On waking it finds a newer term in the lease and steps down (whatever happens next: on a
+    # loaded machine leadership may legitimately move again, always with a newer term).
+    wait_for(lambda: f"stepping down from term {old_term}" in leader.log_path.read_text(errors="replace"),
+             timeout=20, what="the woken leader to step down")
+    view = managers.cluster_view(leader)
+    assert view["term"] >= new_term and view["leader"]
     # A write through the woken manager is forwarded to the leader and answered by it.
     late = str(uuid.uuid4())
     assert submit([leader.manager_url], late, test_image)
     # Workers refuse any command carrying the old term, naming both terms.
     refused = requests.post(f"{managers.workers[0].worker_url(0)}/tasks", headers={TERM_HEADER: str(old_term)},
                             json={"state": "running", "task": {"image": test_image}}, timeout=5)
-    assert refused.status_code == 409 and refused.headers[SEEN_TERM_HEADER] == str(new_term)
-    assert f"term {old_term}" in refused.json()["error"] and f"term {new_term}" in refused.json()["error"]
-    wait_for(lambda: managers.task_states(other).get(late) == "running", timeout=30, what="the late task to run")
+    seen = int(refused.headers[SEEN_TERM_HEADER])
+    assert refused.status_code == 409 and seen >= new_term
+    assert f"term {old_term}" in refused.json()["error"] and f"term {seen}" in refused.json()["error"]
+    late_owner = managers.leader()
+    wait_for(lambda: managers.task_states(late_owner).get(late) == "running", timeout=30, what="the late task to run")
     copies = managers.running_copies()
     assert set(copies) == set(before + after + [late]) and max(copies.values()) == 1, copies
 
