@@ -44,6 +44,14 @@ def output(orca, task_id: str) -> str:
     return requests.get(f"{orca.manager_url}/tasks/{task_id}/logs", timeout=10).text
 
 
+def output_ending(orca, task_id: str, last: str) -> str:
+    """The task's output once it holds `last` (a busy worker may answer a read late)."""
+    def holds() -> str | None:
+        text = output(orca, task_id)
+        return text if last in text else None
+    return wait_for(holds, timeout=30, what=f"the output of task {task_id} to hold {last!r}")
+
+
 def test_every_container_has_a_pids_limit_log_rotation_and_no_net_raw(contained, test_image, docker_client):
     task = run(contained, test_image, ["sleep", "300"])
     host = container_of(contained, docker_client, task["id"]).attrs["HostConfig"]
@@ -65,7 +73,7 @@ def test_a_task_has_no_raw_sockets(contained, test_image):
     probe = "grep CapEff /proc/self/status; arping -c 1 -w 1 -I eth0 127.0.0.1; echo arping=$?"
     task = run(contained, test_image, ["sh", "-c", probe])
     wait_state(contained.manager_url, task["id"], ("completed", "failed"))
-    text = output(contained, task["id"])
+    text = output_ending(contained, task["id"], "arping=")
     effective = int(next(line for line in text.splitlines() if line.startswith("CapEff")).split()[1], 16)
     assert effective and not effective & NET_RAW_BIT, text
     assert "Operation not permitted" in text and "arping=0" not in text, text
@@ -80,7 +88,7 @@ def test_a_fork_bomb_is_contained_and_the_worker_keeps_working(contained, test_i
     # The worker still starts, runs and reports another task, and answers its API.
     other = run(contained, test_image, ["sh", "-c", "echo still-here"])
     done = wait_state(contained.manager_url, other["id"], ("completed", "failed"), timeout=60)
-    assert done["state"] == "completed" and output(contained, other["id"]).strip() == "still-here"
+    assert done["state"] == "completed" and output_ending(contained, other["id"], "still-here").strip() == "still-here"
     assert requests.get(f"{contained.worker_url(0)}/health", timeout=5).json()["status"] == "ok"
     stopped = requests.delete(f"{contained.manager_url}/tasks/{bomb['id']}", timeout=5)
     assert stopped.status_code == 202
