@@ -162,9 +162,18 @@ class Cluster:
 
     def containers(self, all: bool = True) -> list:
         """Containers created by this test's workers."""
+        import docker.errors
+
         found = []
         for name in self.worker_names:
-            found += self.docker.containers.list(all=all, filters={"label": f"orca.worker={name}"})
+            # Sparse, then inspected one by one: Orca may remove one between the listing and its
+            # inspection, and a full listing would fail with a 404 instead of leaving it out.
+            for sparse in self.docker.containers.list(all=all, sparse=True, filters={"label": f"orca.worker={name}"}):
+                try:
+                    sparse.reload()
+                except docker.errors.NotFound:
+                    continue
+                found.append(sparse)
         return found
 
     def close(self) -> None:
