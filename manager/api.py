@@ -19,6 +19,7 @@ from manager.manager import Manager
 from manager.nodes.api import create_nodes_blueprint
 from manager.openapi import manager_document
 from manager.queries import DEFAULT_LIMIT, MAX_LIMIT
+from manager.cluster_nodes import ClusterNodes
 from manager.clusters import create_clusters_blueprint
 from manager.services import Services
 from manager.services_api import create_services_blueprint
@@ -34,7 +35,8 @@ CLIENT_CHECK = 0.5  # seconds between looks at whether a waiting client is still
 
 def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_requests: int = MAX_LONG_REQUESTS,
                metrics: ManagerMetrics | None = None, services: Services | None = None,
-               placeholder_image: str = "busybox", cluster: Callable[[], dict[str, Any]] | None = None) -> Flask:
+               placeholder_image: str = "busybox", cluster: Callable[[], dict[str, Any]] | None = None,
+               cluster_nodes: ClusterNodes | None = None) -> Flask:
     """Build the manager's Flask app around a Manager.
 
     Args:
@@ -45,6 +47,7 @@ def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_
         services: the services over this manager (the service runs their reconcile pass);
             default: one over the manager's store, reconciled by no one.
         cluster: the body of GET /cluster (several managers); default: this manager alone.
+        cluster_nodes: the seed API's node joins and leaves; default: one that cannot spawn.
     """
     app = create_json_app("orca-manager")
     api = Blueprint("manager", __name__)
@@ -143,7 +146,7 @@ def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_
     app.register_blueprint(create_jrpc_blueprint(manager, allowed_images))
     services = services or Services(manager, manager.store)
     app.register_blueprint(create_services_blueprint(services, allowed_images))
-    app.register_blueprint(create_clusters_blueprint(services, placeholder_image, allowed_images))
+    app.register_blueprint(create_clusters_blueprint(services, placeholder_image, allowed_images, cluster_nodes))
     app.register_blueprint(create_cluster_blueprint(cluster or (lambda: cluster_view(None, "manager", ""))))
     serve_document(app, manager_document(MAX_WAIT, DEFAULT_WAIT))
     serve_metrics(app, (metrics or ManagerMetrics(manager)).registry)

@@ -9,7 +9,8 @@ from flask import Blueprint, jsonify
 from common.http import json_body
 from manager.queries import MAX_LIMIT
 from manager.services import Services
-from service.seed import parse_seed_service
+from manager.cluster_nodes import ClusterNodes
+from service.seed import parse_seed_join, parse_seed_leave, parse_seed_service
 from task import NotFound, State
 from task.validation import check_image_allowed
 
@@ -18,10 +19,12 @@ ACTIVE = (State.PENDING.value, State.SCHEDULED.value, State.RUNNING.value)
 
 
 def create_clusters_blueprint(services: Services, placeholder_image: str = "busybox",
-                              allowed_images: tuple[str, ...] = ()) -> Blueprint:
-    """Routes of the seed API over the manager behind `services`."""
+                              allowed_images: tuple[str, ...] = (), nodes: ClusterNodes | None = None) -> Blueprint:
+    """Routes of the seed API over the manager behind `services`; `nodes` joins and removes
+    nodes (default: one that cannot spawn workers)."""
     api = Blueprint("clusters", __name__)
     manager = services.manager
+    nodes = nodes or ClusterNodes(manager)
 
     def cluster(cluster_id: str) -> None:
         if cluster_id != CLUSTER_ID:
@@ -60,6 +63,17 @@ def create_clusters_blueprint(services: Services, placeholder_image: str = "busy
         results = [services.apply(request) for request in requests]
         created = any(was_created for _, was_created in results)
         return jsonify({"cluster": 0, "services": [service for service, _ in results]}), 201 if created else 200
+
+    @api.post("/clusters/<cluster_id>/nodes")
+    def join_node(cluster_id: str):
+        cluster(cluster_id)
+        node, created = nodes.join(parse_seed_join(json_body()))
+        return jsonify(node), 201 if created else 200
+
+    @api.delete("/clusters/<cluster_id>/nodes")
+    def leave_node(cluster_id: str):
+        cluster(cluster_id)
+        return jsonify(nodes.leave(*parse_seed_leave(json_body()))), 202
 
     return api
 

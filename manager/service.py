@@ -12,7 +12,9 @@ from manager.api import create_app
 from manager.client import WorkerClient
 from manager.cluster import cluster_view
 from manager.manager import Manager
+from manager.cluster_nodes import ClusterNodes
 from manager.services import Services
+from manager.spawner import Spawner
 from scheduler import get_scheduler
 from store import open_store
 
@@ -33,8 +35,10 @@ class ManagerService:
         self.metrics = ManagerMetrics(self.manager)
         self.manager.on_placed = self.metrics.placed
         self.services = Services(self.manager, store)
+        self.cluster_nodes = ClusterNodes(self.manager, Spawner(config.data_dir))
         app = create_app(self.manager, allowed_images=config.allowed_images, metrics=self.metrics,
                          services=self.services, placeholder_image=config.placeholder_image,
+                         cluster_nodes=self.cluster_nodes,
                          cluster=lambda: self.cluster.view() if self.cluster else
                          cluster_view(None, self.address, self.address))
         require_token(app, config.token)
@@ -49,11 +53,12 @@ class ManagerService:
         gate = self.cluster.gate if self.cluster else (lambda job: job)
         if self.cluster:
             self.cluster.forwarder.install(app)
-        self.jobs = Jobs("manager", threads=4)
+        self.jobs = Jobs("manager", threads=5)
         self.jobs.add("sync_nodes", gate(self.manager.sync_nodes), config.stats_interval)
         self.jobs.add("dispatch_pending", gate(self.manager.dispatch_pending), config.dispatch_interval)
         self.jobs.add("sync_tasks", gate(self.manager.sync_tasks), config.sync_interval)
         self.jobs.add("reconcile_services", gate(self.services.reconcile_services), SERVICES_INTERVAL)
+        self.jobs.add("settle_leaves", gate(self.cluster_nodes.settle_leaves), config.stats_interval)
         self.manager.on_work = lambda: self.jobs.wake("dispatch_pending")
         self.manager.on_service_change = self.services.on_change = lambda: self.jobs.wake("reconcile_services")
         self._workers = workers
@@ -122,6 +127,7 @@ class ManagerService:
         self._halt.set()
         self._client.close()  # ends the watchers' long polls
         self.jobs.shutdown()
+        self.cluster_nodes.shutdown()  # the workers this manager spawned
         self.server.close()
         with self._watch_lock:
             watchers = list(self._watchers.values())

@@ -111,6 +111,13 @@ def cluster_paths() -> dict[str, Any]:
     result = {"type": "object", "required": ["cluster", "services"],
               "properties": {"cluster": {"const": 0}, "services": {"type": "array", "items": ref("Service")}}}
     read = {200: json_response("the cluster with its nodes (capacity, load, replicas)", summary)}
+    address = {"host": {"type": "string", "pattern": "^[A-Za-z0-9.:-]{1,253}$"},
+               "port": {"type": "integer", "minimum": 1, "maximum": 65535}}
+    join = {"type": "object", "required": ["host", "port"], "additionalProperties": False, "properties": {
+        **address, "id": {"type": ["string", "integer"]}, "capacity": {"type": ["object", "number"]},
+        "labels": {"type": "object"}, "spawn": {"type": "boolean"}}}
+    leave = {"type": "object", "required": ["host", "port"], "additionalProperties": False,
+             "properties": {**address, "id": {"type": ["string", "integer"]}}}
     return {
         "/clusters": {"get": operation("listClusters", "The clusters: Orca is cluster 0", "clusters",
                                        {200: json_response("one cluster", {"type": "array", "items": summary})})},
@@ -122,6 +129,16 @@ def cluster_paths() -> dict[str, Any]:
         "/clusters/{cluster_id}/state": {"parameters": [cluster_id],
                                          "get": operation("getClusterState", "Nodes: capacity, load, replicas",
                                                           "clusters", read, (404,))},
+        "/clusters/{cluster_id}/nodes": {
+            "parameters": [cluster_id],
+            "post": operation("joinClusterNode", "Register a node; with spawn, start its worker process first",
+                              "clusters", {201: json_response("joined", {"type": "object"}),
+                                           200: json_response("known already: updated", {"type": "object"})},
+                              (400, 404, 409, 413, 415, 503), body=join),
+            "delete": operation("leaveClusterNode", "Drain the node at host:port, then remove it (and stop its "
+                                "worker if it was spawned)", "clusters",
+                                {202: json_response("draining; removed once drained", {"type": "object"})},
+                                (400, 404, 409, 413, 415, 503), body=leave)},
         "/clusters/{cluster_id}/service": {"parameters": [cluster_id], "post": operation(
             "postClusterService", "Each container becomes a service (created, or updated if it exists)",
             "clusters", {201: json_response("a service was created", result),

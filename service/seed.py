@@ -4,6 +4,7 @@ image (ORCA_PLACEHOLDER_IMAGE) with `sleep infinity`, so the requests work as se
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from service.validation import ServiceRequest, parse_name, parse_replicas, parse_task_spec
@@ -84,3 +85,68 @@ def _name(value: dict, where: str) -> str:
         return parse_name(f"{base}-{suffix}" if suffix else base)
     except ValidationError:
         raise ValidationError(f"{where}: label and uniq_id do not make a service name") from None
+
+
+JOIN_FIELDS = frozenset({"id", "host", "port", "capacity", "spawn", "labels"})
+LEAVE_FIELDS = frozenset({"host", "port", "id"})
+
+
+@dataclass(frozen=True)
+class SeedJoin:
+    """POST /clusters/0/nodes: a node to register (and a worker to start, with spawn)."""
+
+    name: str  # the seed's id, else host:port
+    host: str
+    port: int
+    capacity: Any  # as given (the node registry parses it), None: what the worker reports
+    labels: Any
+    spawn: bool
+
+
+def parse_seed_join(body: Any) -> SeedJoin:
+    """Parse `{"id", "host", "port", "capacity", "spawn"}` (host and port required)."""
+    obj = _body(body, JOIN_FIELDS)
+    host, port = _host(obj), _port(obj)
+    node_id = obj.get("id")
+    if node_id is not None and (isinstance(node_id, bool) or not isinstance(node_id, (int, str))
+                                or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", str(node_id))):
+        raise ValidationError("id must be 1-128 letters, digits, '_', '.', ':' or '-'")
+    spawn = obj.get("spawn", False)
+    if not isinstance(spawn, bool):
+        raise ValidationError("spawn must be true or false")
+    capacity = obj.get("capacity")
+    if isinstance(capacity, (int, float)) and not isinstance(capacity, bool):
+        capacity = {"cpu": capacity}  # a bare number is cores
+    return SeedJoin(str(node_id) if node_id is not None else f"{host}:{port}", host, port, capacity,
+                    obj.get("labels"), spawn)
+
+
+def parse_seed_leave(body: Any) -> tuple[str, int]:
+    """Parse `{"host", "port"}` of DELETE /clusters/0/nodes."""
+    obj = _body(body, LEAVE_FIELDS)
+    return _host(obj), _port(obj)
+
+
+def _body(body: Any, fields: frozenset) -> dict:
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object")
+    unknown = sorted(str(k) for k in body if k not in fields)
+    if unknown:
+        raise ValidationError(f"unknown field {unknown[0][:64]}")
+    return body
+
+
+def _host(obj: dict) -> str:
+    host = obj.get("host")
+    if not isinstance(host, str) or not re.fullmatch(r"[A-Za-z0-9.:-]{1,253}", host):
+        raise ValidationError("host is required: a host name or an IP address")
+    return host
+
+
+def _port(obj: dict) -> int:
+    port = obj.get("port")
+    if isinstance(port, str) and port.isdigit():
+        port = int(port)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValidationError("port is required: an integer 1-65535")
+    return port

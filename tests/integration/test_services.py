@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -11,7 +12,7 @@ from collections import Counter
 import pytest
 import requests
 
-from tests.integration.conftest import ROOT, wait_for
+from tests.integration.conftest import ROOT, free_ports, wait_for
 
 HTTPD = ["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"]
 TIMEOUT = 90  # seconds for a convergence on a loaded 2-core machine
@@ -189,3 +190,38 @@ def test_the_service_commands_as_a_user_runs_them(cluster, test_image, tmp_path)
     assert orca_cli("rm", "cli").stdout == "cli\n"
     wait_for(lambda: requests.get(f"{orca.manager_url}/services/cli", timeout=5).status_code == 404, TIMEOUT,
              0.2, what="the service removed")
+
+
+def test_the_seed_joins_a_spawned_worker_then_drains_removes_and_stops_it(cluster, test_image):
+    orca = cluster.start("all", workers=1, ORCA_STOP_TIMEOUT="1")
+    url, port, name = orca.manager_url, free_ports(1), f"{cluster.prefix}-spawned"
+    cluster.worker_names.add(name)
+    joined = requests.post(f"{url}/clusters/0/nodes", json={
+        "id": name, "host": "127.0.0.1", "port": port, "capacity": {"cpu": 4, "memory": "4g"}, "spawn": True},
+        timeout=30)
+    assert joined.status_code == 201, joined.text
+    assert joined.json()["spawned"] is True and joined.json()["pid"]
+    wait_for(lambda: any(n["name"] == name and n["status"] == "up" for n in
+                         requests.get(f"{url}/clusters/0/stats", timeout=5).json()["nodes"]), TIMEOUT, 0.2,
+             what="the spawned worker up")
+    requests.post(f"{url}/services", json={"name": "spread", "replicas": 4, "task": {
+        "image": test_image, "command": ["sleep", "infinity"]}}, timeout=5).raise_for_status()
+    replicas = converged(url, 4, name="spread")
+    assert sorted(Counter(t["node"] for t in replicas).values()) == [2, 2]
+
+    left = requests.delete(f"{url}/clusters/0/nodes", json={"host": "127.0.0.1", "port": port}, timeout=10)
+    assert left.status_code == 202, left.text
+    wait_for(lambda: all(n["name"] != name for n in requests.get(f"{url}/nodes", timeout=5).json()), TIMEOUT, 0.2,
+             what="the node removed once drained")
+    replicas = converged(url, 4, name="spread")
+    assert {t["node"] for t in replicas} == {orca.worker_address(0)}
+
+    def stopped():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return False
+        except OSError:
+            return True
+    wait_for(stopped, TIMEOUT, 0.2, what="the spawned worker stopped")
+    assert requests.delete(f"{url}/clusters/0/nodes", json={"host": "127.0.0.1", "port": port},
+                           timeout=5).status_code == 404

@@ -66,6 +66,7 @@ class ServiceWorld(World):
             listed = self.services.list()
             service = tuple((s["version"], s["replicas"], s["rollout"] and s["rollout"]["state"]) for s in listed)
             waiting = waiting or any((s["rollout"] or {}).get("state") == RUNNING or s["deleting"] for s in listed)
+            waiting = waiting or any(n.drain is not None for n in self.manager.nodes())
         return (tasks, service), running, waiting
 
 
@@ -132,7 +133,8 @@ class ServiceChecker:
 
     def _paused(self, service: dict) -> None:
         """While paused, the rollout replaces nothing: no replica of the new version is
-        created and none is stopped (but for a scale-down)."""
+        created, and (while no fault hits) none is stopped but a surplus (a scale-down, a drained
+        node's replacement)."""
         rollout = service["rollout"]
         if rollout is None or rollout["state"] != PAUSED:
             self.paused_tasks = None
@@ -146,9 +148,23 @@ class ServiceChecker:
             if task.id not in self.paused_tasks and task.service_version == rollout["to_version"]:
                 raise InvariantViolation(f"services: paused rollout created replica {task.id} of version "
                                          f"{rollout['to_version']}")
-            if task.id in self.paused_running and task.desired_state == "stopped":
-                raise InvariantViolation(f"services: paused rollout stopped replica {task.id}")
+            # stops only of a surplus (a drain's replacements, a scale-down), never below the count
+            if task.id in self.paused_running and task.desired_state == "stopped" and len(live) < service["replicas"] \
+                    and not self.disturbed:
+                raise InvariantViolation(f"services: paused rollout stopped replica {task.id} on {task.node} "
+                                         f"({task.state.value}, version {task.service_version}; "
+                                         f"nodes {[(n.name, n.eligible, n.drain, n.state) for n in self.world.manager.nodes()]})")
         self.paused_tasks |= {t.id for t in tasks}
+
+    def drained(self) -> None:
+        """A node whose drain has completed holds no replica of the service."""
+        for node in self.world.manager.nodes():
+            if node.eligible or node.drain is not None:
+                continue
+            left = [t.id for t in self.world.manager.list() if t.service == NAME and t.node == node.name
+                    and not t.state.is_terminal]
+            if left:
+                raise InvariantViolation(f"services: drained node {node.name} still holds replicas {left}")
 
     def final(self, expect: str | None, version: int | None, deleted: bool) -> None:
         """At quiescence: the base invariants; the running count is the desired count, on the

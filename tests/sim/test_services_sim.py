@@ -14,6 +14,7 @@ import os
 import pytest
 
 from service.model import COMPLETED, PAUSED, ROLLED_BACK
+from node.validation import DrainRequest
 from tests.sim.invariants import InvariantViolation
 from tests.sim.services import BAD, GOOD, NAME, ServiceChecker, ServiceWorld, request
 
@@ -96,12 +97,16 @@ def phase(world: ServiceWorld, checker: ServiceChecker, stats: dict, faults: boo
     world.quiesce()
     checker.disturbed = False
     checker.step()
+    checker.drained()
+    for node in world.manager.nodes():  # drained nodes take work again in the next phase
+        if not node.eligible:
+            world.manager.set_eligibility(node.name, True)
     return disturbed
 
 
 def fault(world: ServiceWorld, rng) -> None:
     name = rng.choice(sorted(world.hosts))
-    kind = rng.choice(("crash_worker", "partition", "crash_manager", "exit", "lose"))
+    kind = rng.choice(("crash_worker", "partition", "crash_manager", "exit", "lose", "drain"))
     world.trace(f"  fault: {kind} {name}")
     host = world.hosts[name]
     if kind == "crash_worker" and host.worker is not None:
@@ -117,6 +122,11 @@ def fault(world: ServiceWorld, rng) -> None:
         world.crash_manager()
         world.round()  # time passes with no manager
         world.start_manager()
+    elif kind == "drain" and world.manager is not None and sum(
+            1 for n in world.manager.nodes() if n.eligible and n.name != name) >= 2:
+        # its replicas are replaced first, then stopped (two other nodes stay to take them)
+        deadline = rng.choice((5.0, 120.0))
+        world.manager_call("drain", lambda m: m.drain(name, DrainRequest(deadline=deadline)))
     elif kind == "exit":
         running = [(h.name, s.container_id) for h in world.hosts.values() for s in h.runtime.running()]
         if running:

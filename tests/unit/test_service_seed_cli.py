@@ -43,3 +43,16 @@ def test_progress_line_shows_the_rollout():
     assert progress_line(service) == ("web: version 1 -> 2 running [#####-----] 2/4 updated, "
                                       "4 running, 3 healthy of 4")
     assert progress_line({**service, "rollout": None}) == "web: version 2, 4 running, 3 healthy of 4"
+
+
+def test_seed_node_bodies():
+    from service.seed import parse_seed_join, parse_seed_leave
+    join = parse_seed_join({"id": "n1", "host": "127.0.0.1", "port": 6001, "capacity": 4, "spawn": True})
+    assert (join.name, join.host, join.port, join.capacity, join.spawn) == ("n1", "127.0.0.1", 6001, {"cpu": 4}, True)
+    assert parse_seed_join({"host": "127.0.0.1", "port": "6002"}).name == "127.0.0.1:6002"
+    assert parse_seed_leave({"host": "127.0.0.1", "port": 6001}) == ("127.0.0.1", 6001)
+    for body, problem in (({"port": 1}, "host"), ({"host": "h"}, "port"), ({"host": "h", "port": 0}, "port"),
+                          ({"host": "h", "port": 1, "spawn": "yes"}, "spawn"), ({"host": "h", "port": 1, "x": 1}, "x"),
+                          ({"host": "h h", "port": 1}, "host"), ({"host": "h", "port": 1, "id": "a/b"}, "id")):
+        with pytest.raises(ValidationError, match=problem):
+            parse_seed_join(body)
