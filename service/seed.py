@@ -107,24 +107,35 @@ def parse_seed_join(body: Any) -> SeedJoin:
     """Parse `{"id", "host", "port", "capacity", "spawn"}` (host and port required)."""
     obj = _body(body, JOIN_FIELDS)
     host, port = _host(obj), _port(obj)
-    node_id = obj.get("id")
-    if node_id is not None and (isinstance(node_id, bool) or not isinstance(node_id, (int, str))
-                                or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", str(node_id))):
-        raise ValidationError("id must be 1-128 letters, digits, '_', '.', ':' or '-'")
+    node_id = _node_id(obj)
     spawn = obj.get("spawn", False)
     if not isinstance(spawn, bool):
         raise ValidationError("spawn must be true or false")
     capacity = obj.get("capacity")
-    if isinstance(capacity, (int, float)) and not isinstance(capacity, bool):
+    if "capacity" in obj and (isinstance(capacity, bool) or not isinstance(capacity, (int, float, dict))):
+        raise ValidationError("capacity must be an object ({\"cpu\", \"memory\", \"disk\"}) or a number of cores")
+    if isinstance(capacity, (int, float)):
         capacity = {"cpu": capacity}  # a bare number is cores
-    return SeedJoin(str(node_id) if node_id is not None else f"{host}:{port}", host, port, capacity,
-                    obj.get("labels"), spawn)
+    labels = obj.get("labels")
+    if "labels" in obj and not isinstance(labels, dict):
+        raise ValidationError("labels must be an object of label names to values")
+    return SeedJoin(node_id if node_id is not None else f"{host}:{port}", host, port, capacity, labels, spawn)
 
 
 def parse_seed_leave(body: Any) -> tuple[str, int]:
-    """Parse `{"host", "port"}` of DELETE /clusters/0/nodes."""
+    """Parse `{"host", "port"}` of DELETE /clusters/0/nodes (an `id`, if sent, is checked and unused)."""
     obj = _body(body, LEAVE_FIELDS)
+    _node_id(obj)
     return _host(obj), _port(obj)
+
+
+def _node_id(obj: dict) -> str | None:
+    """The seed's node `id` (a string or an integer), None when absent."""
+    node_id = obj.get("id")
+    if "id" in obj and (isinstance(node_id, bool) or not isinstance(node_id, (int, str))
+                        or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", str(node_id))):
+        raise ValidationError("id must be 1-128 letters, digits, '_', '.', ':' or '-'")
+    return None if node_id is None else str(node_id)
 
 
 def _body(body: Any, fields: frozenset) -> dict:

@@ -53,6 +53,15 @@ def test_seed_node_bodies():
     assert parse_seed_leave({"host": "127.0.0.1", "port": 6001}) == ("127.0.0.1", 6001)
     for body, problem in (({"port": 1}, "host"), ({"host": "h"}, "port"), ({"host": "h", "port": 0}, "port"),
                           ({"host": "h", "port": 1, "spawn": "yes"}, "spawn"), ({"host": "h", "port": 1, "x": 1}, "x"),
-                          ({"host": "h h", "port": 1}, "host"), ({"host": "h", "port": 1, "id": "a/b"}, "id")):
+                          ({"host": "h h", "port": 1}, "host"), ({"host": "h", "port": 1, "id": "a/b"}, "id"),
+                          ({"host": "h", "port": 1, "id": None}, "id"), ({"host": "h", "port": 1, "labels": None}, "labels"),
+                          ({"host": "h", "port": 1, "labels": ["a"]}, "labels"),
+                          ({"host": "h", "port": 1, "capacity": None}, "capacity"),
+                          ({"host": "h", "port": 1, "capacity": True}, "capacity")):
         with pytest.raises(ValidationError, match=problem):
             parse_seed_join(body)
+    # found by schemathesis's negative phase: an id of the wrong type was ignored on leave
+    for bad in ({}, None, True, "a/b"):
+        with pytest.raises(ValidationError, match="id"):
+            parse_seed_leave({"host": "h", "port": 1, "id": bad})
+    assert parse_seed_join({"host": "h", "port": 1, "labels": {"zone": "a"}}).labels == {"zone": "a"}
