@@ -13,6 +13,7 @@ from common.openapi import serve_document
 from common.query import log_options, query_float, query_int
 from common.streams import StreamLimit, client_gone, relay, text_response, until_broken
 from manager.cluster import cluster_view, create_cluster_blueprint
+from manager.events_api import HEARTBEAT, MAX_EVENT_STREAMS, create_events_blueprint
 from manager.jrpc import create_jrpc_blueprint
 from manager.logs import TaskLogs
 from manager.manager import Manager
@@ -36,12 +37,15 @@ CLIENT_CHECK = 0.5  # seconds between looks at whether a waiting client is still
 def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_requests: int = MAX_LONG_REQUESTS,
                metrics: ManagerMetrics | None = None, services: Services | None = None,
                placeholder_image: str = "busybox", cluster: Callable[[], dict[str, Any]] | None = None,
-               cluster_nodes: ClusterNodes | None = None) -> Flask:
+               cluster_nodes: ClusterNodes | None = None, max_event_streams: int = MAX_EVENT_STREAMS,
+               heartbeat: float = HEARTBEAT) -> Flask:
     """Build the manager's Flask app around a Manager.
 
     Args:
         allowed_images: ORCA_ALLOWED_IMAGES entries (task/reference.py); an image none admits gets 403; empty: any.
         max_long_requests: log follows and waits served at once (503 beyond).
+        max_event_streams, heartbeat: GET /events streams served at once (503 beyond), and
+            the seconds between heartbeat comments on an idle one.
         metrics: what GET /metrics reports (the service wires its hooks); default: the
             manager's gauges only.
         services: the services over this manager (the service runs their reconcile pass);

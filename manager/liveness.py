@@ -68,6 +68,8 @@ class Liveness:
             node.record_engine(engine)
             ready = node.accepts_tasks and not could_take
             self._deferred.pop(node.name, None)
+            if came_up:
+                self.events.publish("node", "up", node_event_data(node))
         if came_up:
             log.info("worker %s is up%s", node.name, " again" if back else "")
         if engine.get("reachable") is False and was_reachable is not False:
@@ -87,6 +89,8 @@ class Liveness:
     def _missed(self: "Manager", node: Node, exc: Exception) -> None:
         with self._lock:
             lost = node.record_miss(self._down_after)
+            if lost:
+                self.events.publish("node", "down", dict(node_event_data(node), error=str(exc)[:300]))
         if lost:
             log.warning("worker %s is lost: %s", node.name, exc)
             self._node_lost(node)
@@ -134,3 +138,8 @@ class Liveness:
                         counts[LostOutcome.WAIT])
             self.on_work()
 
+
+def node_event_data(node: Node) -> dict[str, Any]:
+    """What a node event carries."""
+    return {"id": node.id, "name": node.name, "address": node.address, "status": node.status,
+            "accepts_tasks": node.accepts_tasks, "eligible": node.eligible, "last_seen": node.last_seen}

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 from manager.dispatch import Dispatch
 from manager.index import TaskIndex
+from manager.events import EventLog
 from manager.liveness import Liveness
 from manager.mirror import Mirror
 from manager.nodes import Drainer, NodeRegistry
@@ -50,7 +51,7 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
 
     def __init__(self, workers: list[str], client: WorkerAPI, scheduler: Scheduler,
                  store: Store | None = None, down_after: int = 3, clock: Callable[[], float] = time.monotonic,
-                 disconnect_margin: float = 15.0) -> None:
+                 disconnect_margin: float = 15.0, events: EventLog | None = None) -> None:
         self._client = client
         self._scheduler = scheduler
         self._store: Store = store if store is not None else MemoryStore()
@@ -68,6 +69,8 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
         self._accepting = True
         self._changes = threading.Condition()  # notified on every task write and at shutdown
         self._change_count = 0
+        self.events = events if events is not None else EventLog()
+        self._published: dict[str, tuple[str, int]] = {}  # task id -> (state, attempt) last published
         self.on_work: Callable[[], None] = lambda: None
         self.on_placed: Callable[[Task], None] = lambda task: None  # a worker accepted an attempt (metrics)
         self.on_service_change: Callable[[], None] = lambda: None  # a service's replica was written (manager.services)
@@ -96,6 +99,7 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
         for task in self._tasks.values():
             self._track_placement(task)
             self._schedule_work(task)
+            self._published[task.id] = (task.state.value, task.attempt)
         if self._tasks:
             log.info("loaded %d task(s) from the store", len(self._tasks))
 
@@ -133,6 +137,7 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
     def _save(self, tasks: Iterable[Task] = (), events: Iterable[TaskEvent] = ()) -> Callable[[], None]:
         """Queue task and event records for the store (caller holds the lock); return the wait.
         Every task written goes through here, so this is also where the indexes follow it."""
+        tasks = list(tasks)
         items: list[tuple[str, str, dict[str, Any] | None]] = []
         for task in tasks:
             self._index.update(task)
@@ -142,10 +147,26 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
                                    "timestamp": e.timestamp}) for e in events]
         if not items:
             return _nothing
+        for task in tasks:
+            self._publish_task(task)
         self._notify_change()
         if any(value and value.get("service") for _, _, value in items):
             self.on_service_change()
         return self._store.submit(items)
+
+    def _publish_task(self, task: Task, kind: str | None = None) -> None:
+        """Publish a task write on the event log (caller holds the lock, which keeps one
+        task's events in the order of its changes): "created", "state" when its state or
+        attempt changed, else "updated"; `kind` overrides."""
+        now = (task.state.value, task.attempt)
+        before = self._published.get(task.id)
+        if kind is None:
+            kind = "created" if before is None else "state" if before != now else "updated"
+        if kind == "removed":
+            self._published.pop(task.id, None)
+        else:
+            self._published[task.id] = now
+        self.events.publish("task", kind, task_event_data(task, before[0] if before else None))
 
     def _commit(self, task: Task, change: Callable[[Task], object]) -> None:
         """Apply `change` to `task` and make it durable; if the commit fails, undo the change
@@ -161,6 +182,7 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
                 task.__dict__.update(before.__dict__)
                 self._index.update(task)
                 self._track_placement(task)
+                self._publish_task(task)  # the undone change was published: publish the state restored
             raise Unavailable(f"task {task.id}: the change could not be recorded: {exc}") from None
 
     def _notify_change(self) -> None:
@@ -201,6 +223,7 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
             with self._lock:
                 self._tasks.pop(task.id, None)
                 self._index.remove(task.id)
+                self._publish_task(task, "removed")
                 self._event_ids.discard(event.id)
                 self._uncommitted.discard(task.id)
             raise Unavailable(f"task {task.id} could not be recorded: {exc}") from None
@@ -257,9 +280,10 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
             return [copy.copy(n) for n in self._nodes]
 
     def close_intake(self) -> None:
-        """Refuse new requests from now on, and release wait_task() callers."""
+        """Refuse new requests from now on, and release wait_task() callers and event streams."""
         self._accepting = False
         self._notify_change()
+        self.events.close()
 
     @property
     def accepting(self) -> bool:
@@ -303,6 +327,14 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
         if task is None:
             raise NotFound(f"task {task_id[:64]} not found")
         return task
+
+
+def task_event_data(task: Task, previous: str | None) -> dict[str, Any]:
+    """What a task event carries: the fields a watcher shows, and the state it left."""
+    return {"id": task.id, "name": task.name, "image": task.image, "state": task.state.value,
+            "previous": previous, "desired_state": task.desired_state, "attempt": task.attempt,
+            "node": task.node, "exit_code": task.exit_code, "error": task.error, "created_at": task.created_at,
+            "service": task.service, "service_version": task.service_version}
 
 
 def _stop_intent(task: Task) -> None:

@@ -6,6 +6,8 @@ from typing import Any
 from common.openapi import (
     TASK_ID, document, json_response, logs_operation, number_query, operation, query,
 )
+from manager.events import TOPICS
+from manager.events_api import HEARTBEAT, MAX_INDEX
 from manager.jrpc import ENVELOPE_FIELDS, MAX_BATCH
 from manager.queries import DEFAULT_LIMIT, MAX_FILTER, MAX_LIMIT, NODE_STATES, STATES
 from manager.services_openapi import cluster_paths, service_paths, service_schemas
@@ -66,6 +68,9 @@ def _schemas() -> dict[str, dict[str, Any]]:
                           "properties": {"status": {"enum": ["ok", "degraded"]},
                                          "workers": {"type": "array", "items": worker}}},
         "Cluster": _cluster_schema(),
+        "EventsGone": {"type": "object", "required": ["error", "oldest", "last"],
+                       "properties": {"error": {"type": "string"}, "oldest": {"type": "integer", "minimum": 1},
+                                      "last": {"type": "integer", "minimum": 0}}},
         "JsonRpcRequest": request,
         "JsonRpcResponse": response,
     }
@@ -171,6 +176,24 @@ def _node_paths() -> dict[str, Any]:
                               (400, 404, 409, 413, 415, 503), body=ref("DrainRequest"), body_required=False),
         },
     }
+def _events_path() -> dict[str, Any]:
+    one = "(" + "|".join(TOPICS) + ")"
+    since = query("since", {"type": "integer", "minimum": 0, "maximum": MAX_INDEX},
+                  "send the events after this index (default: the Last-Event-ID header, else only new events)")
+    topic = query("topic", {"type": "string", "pattern": f"^{one}(,{one})*$"},
+                  "only these topics, comma-separated (default: every topic)")
+    last_id = {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string",
+               "pattern": "^[0-9]{1,18}$"}, "description": "what an EventSource sends when it reconnects: as ?since"}
+    stream = {"description": f"server-sent events: `id:` the index, `event:` the topic, `data:` the event as "
+                             f"JSON; a comment every {HEARTBEAT:g} s when idle; a `gone` message when the "
+                             f"reader fell behind the ring", "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+    return {"/events": {"get": operation(
+        "streamEvents", "Changes of tasks, nodes, services and the leader, as they happen", "events",
+        {200: stream, 410: json_response("the events after ?since are no longer kept (or the manager restarted): "
+                                         "start over from the state and `oldest`", ref("EventsGone"))},
+        (400, 503), parameters=(since, topic, last_id))}}
+
+
 
 
 def manager_document(max_wait: float, default_wait: float) -> dict[str, Any]:
@@ -183,6 +206,11 @@ def manager_document(max_wait: float, default_wait: float) -> dict[str, Any]:
         **service_paths(),
         **cluster_paths(),
         **_node_paths(),
+        **_events_path(),
+        "/nodes": {"get": _listing("listNodes", "A page of the workers with their latest stats", "nodes", "Node",
+                                   _page_parameters(NODE_STATES))},
+
+
         "/health": {"get": operation("getManagerHealth", "Readiness: ok when every worker takes tasks", "meta",
                                      {200: json_response("the manager's and its workers' state",
                                                          ref("ManagerHealth"))}, open_route=True)},

@@ -8,7 +8,8 @@ from common.config import Config
 from common.http import Server, require_token
 from common.jobs import Jobs
 from common.metrics import ManagerMetrics
-from manager.api import create_app
+from manager.api import MAX_LONG_REQUESTS, create_app
+from manager.events_api import MAX_EVENT_STREAMS
 from manager.client import WorkerClient
 from manager.cluster import cluster_view
 from manager.manager import Manager
@@ -42,8 +43,10 @@ class ManagerService:
                          cluster=lambda: self.cluster.view() if self.cluster else
                          cluster_view(None, self.address, self.address))
         require_token(app, config.token)
+        # Follows, waits and event streams each hold a request thread: they get their own,
+        # so ORCA_HTTP_THREADS stay for short requests.
         self.server = Server(app, config.manager_host, config.manager_port,
-                             threads=config.http_threads, name="manager")
+                             threads=config.http_threads + MAX_LONG_REQUESTS + MAX_EVENT_STREAMS, name="manager")
         self.cluster = None
         if config.database_url:
             from manager.ha import ClusterRole  # loads the database driver: only when one is used

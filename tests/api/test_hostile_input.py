@@ -189,7 +189,12 @@ def send(client, method, path, query, body, headers):
 
 
 def check_answer(response, method: str, path: str) -> None:
-    """No 5xx; an error is JSON with an "error" message (a string, or JSON-RPC's {"message"})."""
+    """No 5xx; an error is JSON with an "error" message (a string, or JSON-RPC's {"message"}).
+    An event stream (GET /events) never ends by itself: it is closed, which frees its slot."""
+    if response.mimetype == "text/event-stream":
+        response.close()
+        assert response.status_code == 200, f"{method} {path[:120]!r} -> {response.status_code}"
+        return
     where = f"{method} {path[:120]!r} -> {response.status_code}: {response.data[:300]!r}"
     assert response.status_code < 500, where
     if method == "HEAD":

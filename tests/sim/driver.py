@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from task import State
+from tests.sim.events_check import EventChecker
 from tests.sim.invariants import Checker, InvariantViolation
 from tests.sim.world import World
 
@@ -43,6 +44,7 @@ def run(seed: int, steps: int = 200, verbose: bool = False) -> Result:
     (with the replay command) if an invariant fails."""
     world = World(seed, gc_wall_clock=1e12 if seed % 2 else 0.0, verbose=verbose)
     checker = Checker(world)
+    events = EventChecker(world)
     result = Result(seed, steps)
     try:
         for number in range(steps):
@@ -50,9 +52,11 @@ def run(seed: int, steps: int = 200, verbose: bool = False) -> Result:
             world.trace(f"[{number}] t={world.clock.now:.1f} {action}")
             _do(world, checker, action, result.faults)
             checker.step()
+            events.step()
         world.trace("[quiesce]")
         rounds = world.quiesce()
         checker.final()
+        events.step()
         world.trace(f"[quiet after {rounds} rounds]")
     except (InvariantViolation, AssertionError) as exc:
         tail = "\n".join(world.lines[-60:])
@@ -62,6 +66,7 @@ def run(seed: int, steps: int = 200, verbose: bool = False) -> Result:
     result.checks = checker.checks
     result.work["tasks"] = len(checker.acked)
     result.work["stopped"] = len(checker.stop_acked)
+    result.work["events"] = events.events
     result.work["containers_started"] = sum(h.runtime.starts for h in world.hosts.values())
     result.work["max_attempt"] = max((t.attempt for t in world.manager.list()), default=0)
     for task in world.manager.list():
