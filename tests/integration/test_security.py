@@ -300,12 +300,17 @@ def test_env_values_and_the_token_never_reach_the_log_or_a_response(secure, test
 
 def raw_request(port: int, method: str, target: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """One request with the target sent exactly as given (requests would normalise it)."""
+    """One request with the target sent exactly as given (requests would normalise it). An
+    event stream (GET /events) never ends by itself: its body is not read, the connection is
+    closed."""
     target = "".join(c if ord(c) < 128 else urllib.parse.quote(c) for c in target)  # the request line is ASCII
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
     try:
         connection.request(method, target, body=body, headers={**auth(), **(headers or {})})
         response = connection.getresponse()
+        if response.getheader("Content-Type", "").startswith("text/event-stream"):
+            response.close()  # with the connection's close below, the socket really closes
+            return response.status, b""
         return response.status, response.read()
     finally:
         connection.close()
