@@ -152,6 +152,8 @@ def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_
     app.register_blueprint(create_services_blueprint(services, allowed_images))
     app.register_blueprint(create_clusters_blueprint(services, placeholder_image, allowed_images, cluster_nodes))
     app.register_blueprint(create_cluster_blueprint(cluster or (lambda: cluster_view(None, "manager", ""))))
+    app.register_blueprint(create_events_blueprint(manager.events, lambda: manager.accepting, max_event_streams,
+                                                   heartbeat))
     serve_document(app, manager_document(MAX_WAIT, DEFAULT_WAIT))
     serve_metrics(app, (metrics or ManagerMetrics(manager)).registry)
     return app
