@@ -70,7 +70,7 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
         self._changes = threading.Condition()  # notified on every task write and at shutdown
         self._change_count = 0
         self.events = events if events is not None else EventLog()
-        self._published: dict[str, tuple[str, int]] = {}  # task id -> (state, attempt) last published
+        self._published: dict[str, tuple] = {}  # task id -> _published_fields when last published
         self.on_work: Callable[[], None] = lambda: None
         self.on_placed: Callable[[Task], None] = lambda task: None  # a worker accepted an attempt (metrics)
         self.on_service_change: Callable[[], None] = lambda: None  # a service's replica was written (manager.services)
@@ -99,7 +99,7 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
         for task in self._tasks.values():
             self._track_placement(task)
             self._schedule_work(task)
-            self._published[task.id] = (task.state.value, task.attempt)
+            self._published[task.id] = _published_fields(task)
         if self._tasks:
             log.info("loaded %d task(s) from the store", len(self._tasks))
 
@@ -130,6 +130,8 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
                 node.misses, node.lost, node.last_answer = 0, False, now
             for task in tasks:
                 self._schedule_work(task)
+                if self._published.get(task.id) != _published_fields(task):
+                    self._publish_task(task)  # what changed in the database since the last reload
         self._notify_change()
         for name in added:
             self.on_node_added(name)
@@ -158,10 +160,10 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
         """Publish a task write on the event log (caller holds the lock, which keeps one
         task's events in the order of its changes): "created", "state" when its state or
         attempt changed, else "updated"; `kind` overrides."""
-        now = (task.state.value, task.attempt)
+        now = _published_fields(task)
         before = self._published.get(task.id)
         if kind is None:
-            kind = "created" if before is None else "state" if before != now else "updated"
+            kind = "created" if before is None else "state" if before[:2] != now[:2] else "updated"
         if kind == "removed":
             self._published.pop(task.id, None)
         else:
@@ -327,6 +329,11 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
         if task is None:
             raise NotFound(f"task {task_id[:64]} not found")
         return task
+
+
+def _published_fields(task: Task) -> tuple:
+    """What a task event is about: (state, attempt) make a "state" event, the rest "updated"."""
+    return task.state.value, task.attempt, task.node, task.desired_state
 
 
 def task_event_data(task: Task, previous: str | None) -> dict[str, Any]:

@@ -36,6 +36,7 @@ class ManagerService:
         self.metrics = ManagerMetrics(self.manager)
         self.manager.on_placed = self.metrics.placed
         self.services = Services(self.manager, store)
+        self.services.on_event = lambda kind, data: self.manager.events.publish("service", kind, data)
         self.cluster_nodes = ClusterNodes(self.manager, Spawner(config.data_dir))
         app = create_app(self.manager, allowed_images=config.allowed_images, metrics=self.metrics,
                          services=self.services, placeholder_image=config.placeholder_image,

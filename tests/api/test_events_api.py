@@ -230,3 +230,19 @@ def test_shutdown_ends_open_streams(manager, client):
     with pytest.raises(StopIteration):
         stream.messages(lambda m: False)
     stream.close()
+
+
+def test_a_reload_from_the_store_publishes_what_changed_there(fake_workers, clock):
+    from store import MemoryStore
+
+    store = MemoryStore()
+    follower = Manager(list(WORKERS), fake_workers, RoundRobin(), store=store, clock=clock)
+    leader = Manager(list(WORKERS), fake_workers, RoundRobin(), store=store, clock=clock)
+    task_id = submit(create_app(leader).test_client())
+    follower.reload()
+    assert task_events(follower) == [("created", "pending", 0)]
+    follower.reload()  # nothing changed: nothing published
+    assert follower.events.last == 1
+    leader.stop(task_id)
+    follower.reload()
+    assert task_events(follower, since=1) == [("state", "completed", 0)]
