@@ -6,6 +6,7 @@ import hmac
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -98,28 +99,63 @@ def create_json_app(name: str) -> Flask:
     return app
 
 
+SESSION_COOKIE = "orca_session"
+SESSION_HOURS = 12
+SELF_AUTHENTICATED = ("ui.",)  # endpoints (by blueprint) that check credentials themselves: the dashboard
+
+
 def require_token(app: Flask, token: str) -> None:
     """Make every route of `app` but /health answer 401 unless the request carries
     `Authorization: Bearer <token>`. An empty token leaves the app open.
 
     The comparison takes constant time; neither the expected nor the offered token is ever
     logged or echoed. A path that matches no route needs the token too, so an unauthenticated
-    caller cannot even map the routes.
+    caller cannot even map the routes. A read (GET/HEAD) may instead carry the dashboard's
+    session cookie (see session_value): the browser's event stream and log follows. The
+    dashboard's own routes (SELF_AUTHENTICATED) check the cookie themselves and send a browser
+    to their login page.
     """
     if not token:
         return
     expected = _digest(token)
+    app.config["ORCA_TOKEN_DIGEST"] = expected
 
     @app.before_request
     def _check_token():
         rule = request.url_rule
-        if rule is not None and rule.rule in OPEN_PATHS:
+        if rule is not None and (rule.rule in OPEN_PATHS or rule.endpoint.startswith(SELF_AUTHENTICATED)):
             return None
-        scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
-        valid = hmac.compare_digest(_digest(offered.strip()), expected)
-        if scheme.lower() != "bearer" or not valid:
-            raise Unauthorized("missing or invalid bearer token")
-        return None
+        if bearer_valid(expected):
+            return None
+        if request.method in ("GET", "HEAD") and session_valid(expected):
+            return None
+        raise Unauthorized("missing or invalid bearer token")
+
+
+def bearer_valid(expected: bytes) -> bool:
+    """Whether the request carries `Authorization: Bearer <the token>` (constant time)."""
+    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+    valid = hmac.compare_digest(_digest(offered.strip()), expected)
+    return scheme.lower() == "bearer" and valid
+
+
+def session_value(expected: bytes, issued: int) -> str:
+    """The session cookie's value for a login at `issued` (Unix seconds): the time and an
+    HMAC of it keyed by the token's digest; the token itself never leaves the server."""
+    mac = hmac.new(expected, f"orca-session:{issued}".encode(), hashlib.sha256).hexdigest()
+    return f"{issued}.{mac}"
+
+
+def session_valid(expected: bytes, now: float | None = None) -> bool:
+    """Whether the request's session cookie was issued for this token less than SESSION_HOURS ago."""
+    raw = request.cookies.get(SESSION_COOKIE, "")
+    issued, _, _ = raw.partition(".")
+    if not issued.isdigit() or len(issued) > 12:
+        return False
+    age = (time.time() if now is None else now) - int(issued)
+    if not 0 <= age <= SESSION_HOURS * 3600:
+        return False
+    return hmac.compare_digest(session_value(expected, int(issued)).encode(), raw.encode("utf-8", "replace"))
 
 
 def _digest(token: str) -> bytes:

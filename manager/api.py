@@ -24,6 +24,7 @@ from manager.cluster_nodes import ClusterNodes
 from manager.clusters import create_clusters_blueprint
 from manager.services import Services
 from manager.services_api import create_services_blueprint
+from manager.ui import create_ui_blueprint
 from task import State, Task, TaskEvent, Unavailable, WorkerUnavailable, parse_event
 from task.validation import check_image_allowed
 
@@ -154,6 +155,7 @@ def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_
     app.register_blueprint(create_cluster_blueprint(cluster or (lambda: cluster_view(None, "manager", ""))))
     app.register_blueprint(create_events_blueprint(manager.events, lambda: manager.accepting, max_event_streams,
                                                    heartbeat))
+    app.register_blueprint(create_ui_blueprint(manager, services))
     serve_document(app, manager_document(MAX_WAIT, DEFAULT_WAIT))
     serve_metrics(app, (metrics or ManagerMetrics(manager)).registry)
     return app

@@ -54,7 +54,7 @@ def app_operations(app) -> set[tuple[str, str]]:
     """(METHOD, /path/{param}) of every route of a Flask app (HEAD and OPTIONS are Flask's own)."""
     operations = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint == "static" or rule.endpoint.startswith("ui."):  # the dashboard: HTML, not the API
             continue
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         operations |= {(method, path) for method in rule.methods - {"HEAD", "OPTIONS"}}
