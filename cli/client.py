@@ -253,6 +253,24 @@ class ManagerClient:
             except requests.RequestException as exc:
                 raise ManagerUnreachable(f"lost the connection to the manager at {self.url}: {explain(exc)}") from None
 
+    def event_lines(self, since: int | None = None, topics: tuple[str, ...] = ()) -> Iterator[str]:
+        """Yield the lines of GET /events (server-sent events) as they arrive; no read timeout.
+
+        Raises ManagerRejected (410 when the events after `since` are gone; its message names
+        the oldest kept), ManagerUnreachable (also when the stream breaks).
+        """
+        params: dict[str, Any] = {}
+        if since is not None:
+            params["since"] = since
+        if topics:
+            params["topic"] = ",".join(topics)
+        response = self._call("GET", "/events", params=params, stream=True, timeout=(self._timeout[0], None))
+        with response:
+            try:
+                yield from response.iter_lines(decode_unicode=True)
+            except requests.RequestException as exc:
+                raise ManagerUnreachable(f"lost the connection to the manager at {self.url}: {explain(exc)}") from None
+
     def resolve(self, task_id: str) -> str:
         """Return the full id of the task whose id is `task_id` or starts with it.
 

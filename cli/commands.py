@@ -1,4 +1,4 @@
-"""The client commands: run, status, stop, logs and nodes, against the manager's HTTP API.
+"""The client commands: run, status, stop, logs, nodes and events, against the manager's HTTP API.
 
 Every failure is one line on stderr (`orca: ...`) and exit status 1; click's own usage errors
 exit 2. `run --wait` shows the task's output and exits with its exit code (cli/wait.py).
@@ -16,6 +16,8 @@ import click
 from rich.console import Console
 
 from cli.client import ClientError, ManagerClient, default_url
+from cli.events import TOPICS as EVENT_TOPICS
+from cli.events import follow as follow_events
 from cli.render import WIDE, nodes_table, task_detail, tasks_table
 from cli.spec import SpecError, build_event, load_event, split_arguments
 from cli.wait import INTERRUPTED, finish
@@ -188,4 +190,20 @@ def nodes(as_json, manager_url) -> None:
         click.echo("no workers")
 
 
-COMMANDS = (run, status, stop, logs, nodes)
+# ----- events
+
+@click.command()
+@click.option("--since", type=click.IntRange(min=0), metavar="N", help="Start after event index N (default: only new events).")
+@click.option("--topic", "topics", multiple=True, type=click.Choice(EVENT_TOPICS), help="Only this topic; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print each event as the manager's JSON, one per line.")
+@manager_option
+@reports_errors
+def events(since, topics, as_json, manager_url) -> None:
+    """Print the manager's events (task states, nodes up and down, services, leader) as they happen."""
+    try:
+        follow_events(lambda: connect(manager_url), since, tuple(topics), as_json)
+    except KeyboardInterrupt:
+        click.get_current_context().exit(INTERRUPTED)
+
+
+COMMANDS = (run, status, stop, logs, nodes, events)

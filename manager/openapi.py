@@ -176,6 +176,8 @@ def _node_paths() -> dict[str, Any]:
                               (400, 404, 409, 413, 415, 503), body=ref("DrainRequest"), body_required=False),
         },
     }
+
+
 def _events_path() -> dict[str, Any]:
     one = "(" + "|".join(TOPICS) + ")"
     since = query("since", {"type": "integer", "minimum": 0, "maximum": MAX_INDEX},
@@ -192,8 +194,6 @@ def _events_path() -> dict[str, Any]:
         {200: stream, 410: json_response("the events after ?since are no longer kept (or the manager restarted): "
                                          "start over from the state and `oldest`", ref("EventsGone"))},
         (400, 503), parameters=(since, topic, last_id))}}
-
-
 
 
 def manager_document(max_wait: float, default_wait: float) -> dict[str, Any]:

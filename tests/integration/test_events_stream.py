@@ -145,3 +145,28 @@ def test_the_manager_stops_promptly_with_streams_open(tmp_path, docker_client):
             assert not reader._thread.is_alive()
     finally:
         cluster.close()
+
+
+def test_orca_events_prints_a_task_s_changes_as_they_come(orca, test_image):
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import ROOT
+
+    env = {**os.environ, "ORCA_MANAGER_URL": orca.manager_url, "PYTHONUNBUFFERED": "1"}
+    env.pop("ORCA_TOKEN", None)
+    command = subprocess.Popen([sys.executable, "main.py", "events", "--topic", "task", "--since", "0"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(command.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        task_id = post_task(orca.manager_url, {"image": test_image, "command": ["true"]}).json()["id"]
+        wait_for(lambda: any(task_id[:8] in line and " completed " in line for line in lines),
+                 what=f"orca events to print the task completed; got {lines}")
+        mine = [line for line in lines if task_id[:8] in line]
+        assert [line.split()[4] for line in mine if line.split()[3] != "updated"][:1] == [task_id[:8]]
+        assert " pending attempt 0" in mine[0] and any(" running attempt 1 on " in line for line in mine)
+    finally:
+        command.terminate()
+        command.wait(10)
