@@ -40,6 +40,7 @@ class ClusterRole:
         self._store, self._manager, self._client, self._reload = store, manager, client, reload
         self._ready_term: int | None = None  # the term whose reload is done
         self._revision: tuple[int, int] | None = None  # the store's, at the last refresh
+        self._announced: tuple[str, str, int] | None = None  # the leader last published on the event log
         self.leadership = Leadership(PostgresLease(store), self.name, address, config.lease_ttl,
                                      on_elected=self._elected, on_deposed=self._deposed, on_follow=self._refresh)
         store.fence = (self.name, NOT_LEADING)
@@ -85,14 +86,27 @@ class ClusterRole:
         self._reload()
         self._revision = None
         self._ready_term = term
+        self._announce((self.name, self.address, term))
         log.info("manager %s leads term %d with %d task(s)", self.name, term, len(self._manager.list()))
 
     def _deposed(self) -> None:
         self._ready_term = None
         self._store.fence = (self.name, NOT_LEADING)
         self._revision = None  # what the jobs did in memory meanwhile is replaced at the next refresh
+        self._announce(None)
+
+    def _announce(self, leader: tuple[str, str, int] | None) -> None:
+        """Publish a change of leader as this manager sees it (GET /events, topic leader): kind
+        "elected" with the leader's name, address and term, or "none" while there is none."""
+        if leader == self._announced:
+            return
+        self._announced = leader
+        name, address, term = leader or (None, None, None)
+        self._manager.events.publish("leader", "elected" if leader else "none",
+                                     {"name": name, "address": address, "term": term, "self": name == self.name})
 
     def _refresh(self) -> None:
+        self._announce(self.leadership.leader())
         try:
             revision = self._store.revision()
             if revision != self._revision:

@@ -30,7 +30,7 @@ def create_ui_blueprint(manager: Manager, services: Services) -> Blueprint:
     def root():
         if "text/html" in request.headers.get("Accept", ""):  # a browser; curl's */* gets the JSON 404
             return redirect(url_for("ui.overview"), 302)
-        raise NotFound_route()
+        raise NotFound(f"no route {request.path}")  # what the JSON API answers there
 
     @ui.get("/favicon.ico")
     def favicon():
@@ -117,11 +117,6 @@ def create_ui_blueprint(manager: Manager, services: Services) -> Blueprint:
         return redirect(url_for("ui.service", name=name), 303)
 
     return ui
-
-
-def NotFound_route() -> NotFound:  # noqa: N802 - reads as the exception it builds
-    """What / answers a client that is not a browser: the JSON API has no route there."""
-    return NotFound(f"no route {request.path}")
 
 
 def _filter(name: str) -> str | None:

@@ -225,3 +225,21 @@ def test_a_browser_gets_the_dashboard_at_root_and_nothing_404s(orca, browser):
         "return performance.getEntriesByType('resource').filter(e => e.responseStatus >= 400).map(e => e.name)")
     assert failed == []
     no_console_errors(browser, "/")
+
+
+def test_scaling_a_service_from_its_page_shows_the_new_replicas_live(orca, browser, test_image):
+    if not any(s["name"] == "web" for s in api(orca, "GET", "/services")):
+        api(orca, "POST", "/services", json={"name": "web", "replicas": 2,
+                                             "task": {"image": test_image, "command": ["sleep", "300"]}})
+    visit(browser, orca, "/ui/services/web", "service-before-scale")
+    field = browser.find_element("css selector", 'input[name="replicas"]')
+    field.clear()
+    field.send_keys("3")
+    browser.find_element("css selector", 'form[data-confirm] button[type="submit"]').click()
+    browser.switch_to.alert.accept()
+    wait_for(lambda: api(orca, "GET", "/services/web")["running"] == 3, timeout=30, what="three replicas running")
+    wait_for(lambda: "3 running of 3" in text_of(browser, ".task-head"), what="the page to show three running")
+    running = {t["id"] for t in api(orca, "GET", "/services/web/tasks") if t["state"] == "running"}
+    assert running <= {row.get_attribute("data-task-id") for row in browser.find_elements("css selector", "tr[data-task-id]")}
+    browser.save_screenshot(str(SCREENS / "service-scaled.png"))
+    no_console_errors(browser, "the service page after scaling")

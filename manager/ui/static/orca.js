@@ -39,7 +39,32 @@
   function handle(event) {
     if (event.topic === "task") { onTask(event); }
     if (event.topic === "node") { onNode(event); }
+    var page = topics.split(",")[0];
+    if ((page === "service" || page === "node") && /^(service|node)(,task)?$/.test(topics) &&
+        (event.topic === page || (page === "service" && event.topic === "task" && event.data.service))) { refresh(); }
     addEvent(event);
+  }
+
+  // The services pages and the nodes page re-read what they show as a whole when their topic
+  // changes (the same page, fetched and swapped in; the stream stays open), at most twice a
+  // second. Their rows are idempotent, so an event applied again after a swap changes nothing;
+  // the overview, whose counts move by event, is not swapped.
+  var refreshing = null;
+  function refresh() {
+    if (refreshing) { return; }
+    refreshing = setTimeout(function () {
+      fetch(location.href, { credentials: "same-origin" }).then(function (response) {
+        return response.ok ? response.text() : null;
+      }).then(function (html) {
+        if (html === null) { return; }
+        var fresh = new DOMParser().parseFromString(html, "text/html").querySelector("main");
+        var main = document.querySelector("main");
+        if (fresh && main) {
+          main.replaceChildren.apply(main, Array.prototype.slice.call(fresh.childNodes));
+          bindConfirmations(main);
+        }
+      }).catch(function () {}).then(function () { refreshing = null; });
+    }, 500);
   }
 
   function stateBadge(value) {
@@ -180,11 +205,14 @@
 
   // ----- confirmations of the actions
 
-  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-    form.addEventListener("submit", function (submit) {
-      if (!window.confirm(form.dataset.confirm)) { submit.preventDefault(); }
+  function bindConfirmations(root) {
+    root.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (submit) {
+        if (!window.confirm(form.dataset.confirm)) { submit.preventDefault(); }
+      });
     });
-  });
+  }
+  bindConfirmations(document);
 
   window.addEventListener("pagehide", function () { close(); stopOutput(); });
   window.addEventListener("pageshow", function (shown) {
