@@ -207,10 +207,6 @@ def manager_document(max_wait: float, default_wait: float) -> dict[str, Any]:
         **cluster_paths(),
         **_node_paths(),
         **_events_path(),
-        "/nodes": {"get": _listing("listNodes", "A page of the workers with their latest stats", "nodes", "Node",
-                                   _page_parameters(NODE_STATES))},
-
-
         "/health": {"get": operation("getManagerHealth", "Readiness: ok when every worker takes tasks", "meta",
                                      {200: json_response("the manager's and its workers' state",
                                                          ref("ManagerHealth"))}, open_route=True)},
