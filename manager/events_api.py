@@ -1,8 +1,8 @@
 """GET /events: the manager's event log (manager/events.py) as server-sent events.
 
 Each event is one SSE message: `id:` its index, `event:` its topic, `data:` the event as one
-line of JSON. A stream starts after `?since=INDEX` (or the `Last-Event-ID` header a browser's
-EventSource sends when it reconnects; neither: only new events), optionally filtered by
+line of JSON. A stream starts after the `Last-Event-ID` header a browser's EventSource sends
+when it reconnects, else after `?since=INDEX` (neither: only new events), optionally filtered by
 `?topic=task,node,...`. Idle streams get a comment every HEARTBEAT seconds. When the events a
 stream still has to send are dropped from the ring (a reader far behind), it sends one `gone`
 message ({"error", "oldest", "last"}) and ends; a start that cannot be served answers 410 with
@@ -68,16 +68,15 @@ def requested_topics() -> tuple[str, ...]:
 
 
 def start_index(events: EventLog) -> int:
-    """?since=N, else the Last-Event-ID header, else the newest index (only new events)."""
+    """The Last-Event-ID header, else ?since=N, else the newest index (only new events). A
+    reconnecting EventSource sends the header with its original URL: the header is newer."""
     since = query_int("since", None, 0, MAX_INDEX)
-    if since is not None:
-        return since
     header = request.headers.get("Last-Event-ID", "").strip()
     if header:
         if not header.isdigit() or int(header) > MAX_INDEX:
             raise ValidationError("header Last-Event-ID must be an event index (an integer >= 0)")
         return int(header)
-    return events.last
+    return events.last if since is None else since
 
 
 def gone_response(exc: EventsGone):

@@ -185,7 +185,7 @@ def _events_path() -> dict[str, Any]:
     topic = query("topic", {"type": "string", "pattern": f"^{one}(,{one})*$"},
                   "only these topics, comma-separated (default: every topic)")
     last_id = {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string",
-               "pattern": "^[0-9]{1,18}$"}, "description": "what an EventSource sends when it reconnects: as ?since"}
+               "pattern": "^[0-9]{1,18}$"}, "description": "what an EventSource sends when it reconnects: wins over ?since"}
     stream = {"description": f"server-sent events: `id:` the index, `event:` the topic, `data:` the event as "
                              f"JSON; a comment every {HEARTBEAT:g} s when idle; a `gone` message when the "
                              f"reader fell behind the ring", "content": {"text/event-stream": {"schema": {"type": "string"}}}}

@@ -143,7 +143,7 @@ def test_without_since_only_new_events_come_and_last_event_id_resumes(manager, c
         assert [m["data"]["data"]["id"] for m in got] == [third]
     finally:
         fresh.close()
-    resumed = open_stream(client, **{"Last-Event-ID": "1"})
+    resumed = open_stream(client, "?since=0", **{"Last-Event-ID": "1"})  # a reconnecting EventSource
     try:
         got = resumed.messages(lambda m: len(m) >= 2)
         assert [m["id"] for m in got] == ["2", "3"]
