@@ -156,6 +156,10 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
             self.on_service_change()
         return self._store.submit(items)
 
+    def publish_event(self, topic: str, kind: str, data: dict[str, Any]) -> int:
+        """Publish an event on the log (GET /events); the nodes' registry and drainer use it."""
+        return self.events.publish(topic, kind, data)
+
     def _publish_task(self, task: Task, kind: str | None = None) -> None:
         """Publish a task write on the event log (caller holds the lock, which keeps one
         task's events in the order of its changes): "created", "state" when its state or

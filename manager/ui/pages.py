@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, redirect, render_template, request, send_from_directory, url_for
 
 from manager.manager import Manager
+from node.validation import DrainRequest
 from manager.queries import STATES
 from manager.services import Services
 from manager.ui.auth import add_login_routes, check_access
@@ -89,6 +90,17 @@ def create_ui_blueprint(manager: Manager, services: Services) -> Blueprint:
         page = manager.query_tasks(node=name, limit=PAGE)
         return render_template("node.html", since=since, node=_node_view(found), fields=found.to_dict(),
                                tasks=page.items, more=page.next is not None, page="nodes")
+
+    @ui.post("/ui/nodes/<name>/drain")
+    def drain_node(name: str):
+        cancel = request.form.get("cancel") == "yes"
+        manager.drain(name, DrainRequest(cancel=cancel))
+        return redirect(url_for("ui.node", name=name), 303)
+
+    @ui.post("/ui/nodes/<name>/eligibility")
+    def node_eligibility(name: str):
+        manager.set_eligibility(name, request.form.get("eligible") == "yes")
+        return redirect(url_for("ui.node", name=name), 303)
 
     @ui.get("/ui/services")
     def services_page():

@@ -135,3 +135,21 @@ def test_the_login_goes_on_only_to_dashboard_paths(secured):
     for target in ("https://evil.example/", "//evil.example", "/tasks", "/ui\\..\\x"):
         response = secured.post("/ui/login", data={"token": TOKEN, "next": target})
         assert response.headers["Location"] == "/ui", target
+
+
+def test_a_node_is_drained_and_made_eligible_from_its_page(manager, client):
+    manager.sync_nodes()
+    name = WORKERS[0]
+    assert 'id="drain"' in page(client, f"/ui/nodes/{name}")
+    ineligible = client.post(f"/ui/nodes/{name}/eligibility", data={"eligible": "no"})
+    assert ineligible.status_code == 303 and manager.nodes()[0].eligible is False
+    assert client.post(f"/ui/nodes/{name}/eligibility", data={"eligible": "yes"}).status_code == 303
+    assert manager.nodes()[0].eligible is True
+    drained = client.post(f"/ui/nodes/{name}/drain")
+    assert drained.status_code == 303 and manager.nodes()[0].drain is not None
+    assert 'id="cancel-drain"' in page(client, f"/ui/nodes/{name}")
+    assert client.post(f"/ui/nodes/{name}/drain", data={"cancel": "yes"}).status_code == 303
+    assert manager.nodes()[0].drain is None and manager.nodes()[0].eligible is True
+    kinds = [e["kind"] for e in manager.events.since(0, ("node",))[0]]
+    assert kinds[-4:] == ["eligibility", "eligibility", "drain", "drain"]
+    assert client.post("/ui/nodes/nope/drain").status_code == 404
