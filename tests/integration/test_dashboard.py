@@ -116,12 +116,23 @@ def no_console_errors(browser, where: str) -> None:
 
 
 def text_of(browser, css: str) -> str:
-    return browser.find_element("css selector", css).text
+    """The element's text; "" while the page's script is replacing it (a stale element)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        return browser.find_element("css selector", css).text
+    except StaleElementReferenceException:
+        return ""
 
 
 def state_in_page(browser, task_id: str) -> str | None:
-    found = browser.find_elements("css selector", f'[data-task-id="{task_id}"] [data-field="state"]')
-    return found[0].text if found else None
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        found = browser.find_elements("css selector", f'[data-task-id="{task_id}"] [data-field="state"]')
+        return found[0].text if found else None
+    except StaleElementReferenceException:  # replaced by the live update in between
+        return None
 
 
 def test_every_page_shows_the_state_the_api_returns(orca, browser, test_image):
