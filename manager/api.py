@@ -15,6 +15,7 @@ from common.streams import StreamLimit, client_gone, relay, text_response, until
 from manager.cluster import cluster_view, create_cluster_blueprint
 from manager.events_api import HEARTBEAT, MAX_EVENT_STREAMS, create_events_blueprint
 from manager.jrpc import create_jrpc_blueprint
+from manager.bulk import submit_list
 from manager.logs import TaskLogs
 from manager.manager import Manager
 from manager.nodes.api import create_nodes_blueprint
@@ -25,7 +26,7 @@ from manager.clusters import create_clusters_blueprint
 from manager.services import Services
 from manager.services_api import create_services_blueprint
 from manager.ui import create_ui_blueprint
-from task import State, Task, TaskEvent, Unavailable, WorkerUnavailable, parse_event
+from task import State, Task, TaskEvent, Unavailable, ValidationError, WorkerUnavailable, parse_event
 from task.validation import check_image_allowed
 
 DEFAULT_WAIT = 30.0  # seconds GET /tasks/<id>/wait waits without ?timeout
@@ -62,7 +63,12 @@ def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_
     @api.post("/tasks")
     def submit_task():
         wait = query_float("wait", None, 0.0, MAX_WAIT)
-        event = parse_event(json_body())
+        body = json_body()
+        if isinstance(body, list):
+            if wait is not None:
+                raise ValidationError("query parameter wait cannot be used with a list of tasks")
+            return jsonify(submit_list(manager, body, allowed_images)), 200
+        event = parse_event(body)
         if event.state is State.COMPLETED:
             return jsonify(manager.stop(event.task.id).to_dict()), 202
         check_image_allowed(event.task.image, allowed_images)

@@ -1,6 +1,7 @@
 """HTTP client for the workers' APIs: the manager's only outbound HTTP."""
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from typing import Any, Callable, Iterator
@@ -9,13 +10,14 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from common.streams import unframed
-from task import NotFound, TaskEvent, WorkerRejected, WorkerUnavailable, WorkerUnreachable
-from task.wire import SEEN_TERM_HEADER, TERM_HEADER
+from task import NotFound, OrcaError, TaskEvent, WorkerRejected, WorkerUnavailable, WorkerUnreachable
+from task.wire import MAX_BATCH, SEEN_TERM_HEADER, TERM_HEADER
 
 VERSION_HEADER = "X-Orca-Version"
 KEEPALIVE = 2.0  # seconds of quiet after which a worker's follow sends a heartbeat
 SILENT_AFTER = 5 * KEEPALIVE  # seconds without a byte (heartbeats included): the worker is silent
 INSTANCE_HEADER = "X-Orca-Instance"
+BATCH_BYTES = 768 * 1024  # a batch's body stays under the worker's 1 MiB limit
 
 
 class StaleTermRefused(WorkerUnavailable):
@@ -51,6 +53,8 @@ class WorkerClient:
         if session is None:
             session = requests.Session()
             session.trust_env = False  # workers are addressed directly, never through a proxy
+            # urllib3 keeps the connections of the last 10 workers a thread called: a thread
+            # keeping one to each of 1,000 workers would hold thousands of sockets open.
             session.mount("http://", HTTPAdapter(max_retries=0, pool_maxsize=32))
             if self._token:
                 session.headers["Authorization"] = f"Bearer {self._token}"
@@ -65,8 +69,9 @@ class WorkerClient:
 
     def _call(self, method: str, address: str, path: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout)
+        headers = {**(self._headers() or {}), **kwargs.pop("headers", {})}
         try:
-            response = self._session().request(method, f"http://{address}{path}", headers=self._headers(), **kwargs)
+            response = self._session().request(method, f"http://{address}{path}", headers=headers, **kwargs)
         except requests.RequestException as exc:
             raise WorkerUnreachable(f"worker {address} unreachable: {type(exc).__name__}") from None
         if response.status_code < 400:
@@ -91,6 +96,35 @@ class WorkerClient:
     def send_event(self, address: str, event: TaskEvent) -> dict[str, Any]:
         """POST a task event; return the worker's copy of the task."""
         return self._json(self._call("POST", address, "/tasks", json=event.to_dict()), address)
+
+    def send_orders(self, address: str, events: list[TaskEvent]) -> list[dict[str, Any] | OrcaError]:
+        """POST task events (runs and stops, each naming its attempt) to the worker's
+        /tasks/batch, in requests of at most MAX_BATCH events and BATCH_BYTES bytes.
+
+        Never raises: returns, for each event in order, the worker's copy of the task or the
+        error for that event (what the other methods raise). A request refused as a whole
+        (4xx) is sent again one event at a time, so one bad event fails only itself."""
+        encoded = [json.dumps(event.to_dict(), separators=(",", ":")) for event in events]
+        answers: list[dict[str, Any] | OrcaError] = []
+        for group in _groups(encoded):
+            answers += self._post_orders(address, group)
+        return answers
+
+    def _post_orders(self, address: str, group: list[str]) -> list[dict[str, Any] | OrcaError]:
+        body = "[" + ",".join(group) + "]"
+        try:
+            response = self._call("POST", address, "/tasks/batch", data=body,
+                                  headers={"Content-Type": "application/json"})
+            answers = self._json(response, address)
+            if not isinstance(answers, list) or len(answers) != len(group):
+                raise WorkerUnavailable(f"worker {address} answered a batch of {len(group)} with something else")
+        except (WorkerRejected, NotFound) as exc:
+            if len(group) > 1:
+                return [answer for item in group for answer in self._post_orders(address, [item])]
+            return [exc]
+        except WorkerUnavailable as exc:
+            return [exc] * len(group)
+        return [order_answer(address, answer) for answer in answers]
 
     def stop_task(self, address: str, task_id: str, attempt: int | None = None) -> dict[str, Any]:
         """DELETE a task's `attempt` on the worker; return its copy of the task."""
@@ -222,6 +256,33 @@ def _aborter(response: requests.Response, session: requests.Session) -> Callable
     return close
 
 
+def _groups(encoded: list[str]) -> list[list[str]]:
+    """Split encoded events into groups of at most MAX_BATCH events and BATCH_BYTES bytes
+    (an event larger than that goes alone)."""
+    groups: list[list[str]] = []
+    size = 0
+    for item in encoded:
+        if not groups or len(groups[-1]) >= MAX_BATCH or size + len(item) > BATCH_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(item)
+        size += len(item) + 1
+    return groups
+
+
+def order_answer(address: str, answer: Any) -> dict[str, Any] | OrcaError:
+    """One event's answer in a batch: the task, or the error its status stands for."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("status"), int):
+        return WorkerUnavailable(f"worker {address} sent a malformed batch answer")
+    status = answer["status"]
+    if status < 400 and isinstance(answer.get("task"), dict):
+        return answer["task"]
+    message = str(answer.get("error"))[:500]
+    if status >= 500 or status < 400:
+        return WorkerUnavailable(f"worker {address} answered {status}: {message}")
+    return NotFound(message) if status == 404 else WorkerRejected(message)
+
+
 ENGINE_FIELDS = ("reachable", "version", "api_version", "error", "checked_at")
 
 
@@ -237,3 +298,4 @@ def _error_message(response: requests.Response) -> str:
         return str(response.json().get("error"))[:500]
     except (ValueError, AttributeError):
         return f"HTTP {response.status_code}"
+

@@ -9,13 +9,17 @@ move (manager.liveness).
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
 
-from task import Conflict, NotFound, Task, TaskEvent, ValidationError, WorkerRejected, WorkerUnavailable
+from task import (NotFound, OrcaError, State, Task, TaskEvent, Unavailable,
+                  ValidationError, WorkerUnavailable)
 from task import lifecycle
-from task.lifecycle import Action
+from task.lifecycle import Action, Report
 from task.wire import parse_report
 
 if TYPE_CHECKING:
@@ -26,6 +30,7 @@ log = logging.getLogger(__name__)
 RETRY_FIRST = 0.5  # seconds before a failed send is tried again, doubling
 RETRY_CAP = 8.0
 RESCAN_EVERY = 10.0  # seconds between full scans of the tasks (the safety net)
+PLACE_PER_PASS = 2000  # tasks placed per pass: a burst is placed in slices, the first running sooner
 
 
 class Dispatch:
@@ -37,6 +42,10 @@ class Dispatch:
         self._stopping: set[str] = set()  # stopped by the user, not yet reported ended
         self._retry_at: dict[str, tuple[float, float]] = {}  # task -> (next try, current delay)
         self._next_scan = 0.0
+        if not hasattr(self, "fan_out"):  # kept across reload()
+            # Runs a pass's per-node sends: in order by default (the simulation stays
+            # deterministic); the service gives a bounded thread pool.
+            self.fan_out: Callable[[list[Callable[[], int]]], list[int]] = _in_order
 
     def _schedule_work(self: "Manager", task: Task) -> None:
         """Put a task in the work set its state calls for (caller holds the lock)."""
@@ -61,102 +70,72 @@ class Dispatch:
             return len(self._work) + len(self._unsent) + len(self._stopping)
 
     def dispatch_pending(self: "Manager") -> int:
-        """One reconcile pass over the work sets (and, every RESCAN_EVERY s, over every task).
-        Each task is handled in its own try. Returns the number of sends that got an answer."""
+        """One reconcile pass over the work sets (and, every RESCAN_EVERY s, over every
+        unfinished task): cancels and placements are each recorded in one commit, then every
+        node gets its runs and stops in one batched request (nodes in parallel through
+        `fan_out`). Each task is handled in its own try. Returns the number of sends that got
+        an answer."""
         now = self._clock()
         with self._lock:
             if now >= self._next_scan:
                 self._next_scan = now + RESCAN_EVERY
                 for task_id in self._index.unfinished():  # finished tasks have nothing to do
                     self._schedule_work(self._tasks[task_id])
-            ids = list(self._work) + sorted(self._unsent) + sorted(self._stopping)
-            self._work.clear()
-        delivered, unreachable, no_room = 0, set(), {}
+            taken = list(itertools.islice(self._work, PLACE_PER_PASS))
+            for task_id in taken:
+                del self._work[task_id]
+            more = bool(self._work)
+            ids = taken + sorted(self._unsent) + sorted(self._stopping)
+        plan = _Plan()
         for task_id in dict.fromkeys(ids):
             try:
-                outcome = self._reconcile(task_id, now, unreachable, no_room)
+                self._classify(task_id, now, plan)
             except Exception:
                 log.exception("task %s: reconcile failed; it will be tried again", task_id)
-                outcome = "retry"
-            if outcome == "delivered":
-                delivered += 1
-            elif outcome in ("no_room", "retry"):
-                with self._lock:
-                    if lifecycle.next_action(self._tasks[task_id], False) in (Action.PLACE, Action.CANCEL):
-                        self._work[task_id] = None
+                self._requeue([task_id])
+        for task_id, name in plan.gone:
+            try:
+                self._leave_removed(self._tasks[task_id], name)
+            except Exception:
+                log.exception("task %s: leaving removed node %s failed; it will be tried again", task_id, name)
+        self._cancel_all(plan.cancel)
+        self._place_all(plan)
+        calls = [lambda name=name, items=items: self._send_batch(name, items) for name, items in plan.sends.items()]
+        delivered = sum(self.fan_out(calls))
         self.send_kills()
         self.drain_nodes()
+        if more:  # the rest of a burst: the next pass at once (pipelined: these run meanwhile)
+            self.on_work()
         return delivered
 
-    def _reconcile(self: "Manager", task_id: str, now: float, unreachable: set[str],
-                   no_room: dict[tuple, str]) -> str:
-        """Take the next step for one task; return what happened. `no_room` holds, for this
-        pass, the reason each shape of task (requests, constraints, ports) found no node."""
+    def _classify(self: "Manager", task_id: str, now: float, plan: "_Plan") -> None:
+        """Put a task into the pass's plan by its next action (or leave it for later)."""
         with self._lock:
             task = self._tasks.get(task_id)
             if task is None or task_id in self._uncommitted:
-                return "skip"
+                return
             action = lifecycle.next_action(task, task_id in self._unsent)
-            node = self._by_name.get(task.node or "")
-            due = self._retry_at.get(task_id, (0.0, 0.0))[0] <= now
-            gone = task.node if task.node is not None and node is None and not task.state.is_terminal else None
-        if gone is not None:
-            return self._leave_removed(task, gone)
-        if action is Action.PLACE:
-            return self._place(task, no_room)
-        if action is Action.CANCEL:
-            self._commit(task, lifecycle.cancel)
-            self._settled(task)
-            return "done"
-        if action in (Action.SEND_RUN, Action.SEND_STOP) and node is not None:
-            if not due or node.name in unreachable or node.lost:
-                return "later"
-            ok = self._send(task_id, node, action)
-            if not ok:
-                unreachable.add(node.name)
-            return "delivered" if ok else "later"
-        return "skip"
+            gone = task.node if task.node is not None and task.node not in self._by_name \
+                and not task.state.is_terminal else None
+            if gone is not None:  # placed on a node removed since: placed again
+                plan.gone.append((task_id, gone))
+            elif action is Action.PLACE:
+                plan.place.append(task_id)
+            elif action is Action.CANCEL:
+                plan.cancel.append(task_id)
+            elif action in (Action.SEND_RUN, Action.SEND_STOP):
+                node = self._by_name.get(task.node or "")
+                due = self._retry_at.get(task_id, (0.0, 0.0))[0] <= now
+                if node is not None and due and not node.lost:  # else the work sets keep it for later
+                    plan.sends.setdefault(node.name, []).append((task_id, action))
 
-    def _place(self: "Manager", task: Task, no_room: dict[tuple, str]) -> str:
-        """Choose a node, record the new attempt durably, then send it. A task no node can
-        take stays pending with the reason (written only when it changes)."""
-        shape = _shape(task)
-        reason = no_room.get(shape)
-        if reason is None:
-            with self._lock:
-                if self._held(task.id):
-                    return "retry"  # kept in the work set: placed once its old copy has stopped
-                placement = self._scheduler.place(task, self._cluster())
-            node, reason = placement.node, placement.reason
-        if reason is not None:
-            no_room[shape] = reason
-            if task.pending_reason != reason:
-                self._commit(task, lambda t: setattr(t, "pending_reason", reason))
-                log.info("task %s waits: %s", task.id, reason)
-            return "no_room"
-        try:
-            self._commit(task, lambda t: self._place_on(t, node.name))
-        except _NodeChanged as exc:
-            log.info("task %s: %s; placing it again", task.id, exc)
-            return "retry"
+    def _requeue(self: "Manager", task_ids: list[str]) -> None:
+        """Tasks to place or cancel that must wait for the next pass."""
         with self._lock:
-            self._unsent.add(task.id)
-        log.info("task %s attempt %d placed on %s", task.id, task.attempt, node.name)
-        return "delivered" if self._send(task.id, node, Action.SEND_RUN) else "later"
-
-    def _place_on(self: "Manager", task: Task, name: str) -> None:
-        """The placement's change, under the lock: the scheduler chose `name` under the lock
-        too, but the lock was let go in between, so the node may have been removed, drained
-        or made ineligible meanwhile (the request that did it has answered). Then nothing is
-        recorded and the task is placed again."""
-        node = self._by_name.get(name)
-        if node is None:
-            raise _NodeChanged(f"node {name} was removed")
-        if not node.eligible or name in self._drains:
-            raise _NodeChanged(f"node {name} became {'draining' if name in self._drains else 'ineligible'}")
-        if node.lost or not node.is_up:
-            raise _NodeChanged(f"node {name} is down")
-        lifecycle.place(task, name)
+            for task_id in task_ids:
+                task = self._tasks.get(task_id)
+                if task is not None and lifecycle.next_action(task, False) in (Action.PLACE, Action.CANCEL):
+                    self._work[task_id] = None
 
     def _leave_removed(self: "Manager", task: Task, name: str) -> str:
         """A task placed on a node the manager no longer has: detach it so it is placed again
@@ -172,31 +151,140 @@ class Dispatch:
 
     def _send(self: "Manager", task_id: str, node, action: Action) -> bool:
         """Send the current attempt (or its stop) to `node`; True when the worker answered."""
+
+    def _cancel_all(self: "Manager", task_ids: list[str]) -> None:
+        """Complete, in one commit, the stopped tasks no worker has."""
+        if not task_ids:
+            return
         with self._lock:
-            task = self._tasks[task_id]
-            attempt, event = task.attempt, TaskEvent(task=copy.copy(task))
+            tasks = [self._tasks[i] for i in task_ids]
         try:
-            if action is Action.SEND_RUN:
-                answer = self._client.send_event(node.address, event)
-            else:
-                answer = self._client.stop_task(node.address, task_id, attempt)
-        except WorkerUnavailable as exc:
+            done = self._commit_many(tasks, _cancel_if_due)
+        except Unavailable as exc:
+            log.warning("%d cancellation(s) wait: %s", len(task_ids), exc)
+            self._requeue(task_ids)
+            return
+        for task in done:
+            self._settled(task)
+
+    def _place_all(self: "Manager", plan: "_Plan") -> None:
+        """Choose a node for each task to place and record the new attempts durably in one
+        commit (each choice sees the ones before it: the placement index follows every
+        attempt as it is made), then add them to the plan's sends. A task no node can take
+        stays pending with the reason (written only when it changes); `no_room` remembers,
+        for this pass, the reason each shape of task (requests, constraints, ports) found none."""
+        if not plan.place:
+            return
+        no_room: dict[tuple, str] = {}
+        waiting: dict[str, str] = {}  # task -> why no node can take it
+
+        held: list[str] = []
+
+        def place_one(task: Task) -> bool:
+            if lifecycle.next_action(task, False) is not Action.PLACE:
+                return False
+            if self._held(task.id):  # kept in the work set: placed once its old copy has stopped
+                held.append(task.id)
+                return False
+            shape = _shape(task)
+            reason = no_room.get(shape)
+            node = None
+            if reason is None:
+                placement = self._scheduler.place(task, self._cluster())
+                node, reason = placement.node, placement.reason
+            if reason is not None or node is None:
+                no_room[shape] = waiting[task.id] = reason or "no node can take it"
+                return False
+            lifecycle.place(task, node.name)
+            self._track_placement(task)  # the next choice of this pass sees this one
+            return True
+        with self._lock:
+            tasks = [self._tasks[i] for i in plan.place if i in self._tasks]
+        try:
+            placed = self._commit_many(tasks, place_one)
+        except Unavailable as exc:
+            log.warning("%d placement(s) wait: %s", len(tasks), exc)
+            self._requeue(plan.place)
+            return
+        with self._lock:
+            for task in placed:
+                self._unsent.add(task.id)
+                plan.sends.setdefault(task.node, []).append((task.id, Action.SEND_RUN))
+                log.info("task %s attempt %d placed on %s", task.id, task.attempt, task.node)
+        self._wait_for_room(waiting)
+        self._requeue(held)
+
+    def _wait_for_room(self: "Manager", waiting: dict[str, str]) -> None:
+        """Tasks no node could take: record why (when it changed), try again next pass."""
+        if not waiting:
+            return
+        with self._lock:
+            tasks = [self._tasks[i] for i in waiting]
+        try:
+            self._commit_many(tasks, lambda t: t.pending_reason != waiting[t.id]
+                              and setattr(t, "pending_reason", waiting[t.id]) is None)
+        except Unavailable as exc:
+            log.warning("%d pending reason(s) not recorded: %s", len(tasks), exc)
+        for task_id, reason in waiting.items():
+            log.info("task %s waits: %s", task_id, reason)
+        self._requeue(list(waiting))
+
+    def _send_batch(self: "Manager", node_name: str, items: list[tuple[str, Action]]) -> int:
+        """Send a node its runs and stops in one batched request; take each answer. Returns
+        how many got an answer."""
+        node = self._by_name[node_name]
+        with self._lock:
+            sent = [(task_id, action, self._tasks[task_id].attempt) for task_id, action in items]
+            events = [TaskEvent(task=copy.copy(self._tasks[task_id]),
+                                state=State.RUNNING if action is Action.SEND_RUN else State.COMPLETED)
+                      for task_id, action in items]
+        answers = self._client.send_orders(node.address, events)
+        reports, delivered = [], 0
+        for (task_id, action, attempt), answer in zip(sent, answers):
+            try:
+                got, report = self._send_outcome(task_id, node, action, attempt, answer)
+            except Exception:
+                log.exception("task %s: taking the answer of %s failed", task_id, node_name)
+                continue
+            delivered += got
+            if report is not None:
+                reports.append((report, action is Action.SEND_RUN))
+        self._take_reports(node_name, [report for report, _ in reports])
+        self._count_placed([report for report, placed in reports if placed])
+        return delivered
+
+    def _send_outcome(self: "Manager", task_id: str, node, action: Action, attempt: int,
+                  answer: Any) -> tuple[bool, Report | None]:
+        """One send's outcome: (whether the worker answered, its report of the task)."""
+        if isinstance(answer, WorkerUnavailable) or not isinstance(answer, (dict, OrcaError)):
             self._backoff(task_id)
-            log.info("task %s: %s to %s waits: %s", task_id, action.value, node.name, exc)
-            return False
-        except NotFound as exc:
-            answer = None if action is Action.SEND_STOP else self._refused(task_id, attempt, node, exc)
-        except (WorkerRejected, Conflict) as exc:
-            answer = self._refused(task_id, attempt, node, exc)
+            log.info("task %s: %s to %s waits: %s", task_id, action.value, node.name, answer)
+            return False, None
+        if isinstance(answer, NotFound):
+            answer = None if action is Action.SEND_STOP else self._refused(task_id, attempt, node, answer)
+        elif isinstance(answer, OrcaError):  # WorkerRejected, Conflict: the worker refused it
+            answer = self._refused(task_id, attempt, node, answer)
         with self._lock:
             self._retry_at.pop(task_id, None)
             if action is Action.SEND_RUN:
                 self._unsent.discard(task_id)
-        if answer is None and action is Action.SEND_STOP:
-            self._nothing_there(task_id, attempt, node.name)
-        elif answer is not None:
-            self._take_answer(node, answer, placed=action is Action.SEND_RUN)
-        return True
+        if answer is None:
+            if action is Action.SEND_STOP:
+                self._nothing_there(task_id, attempt, node.name)
+            return True, None
+        try:
+            return True, parse_report(answer)
+        except ValidationError as exc:
+            log.warning("worker %s sent a malformed answer: %s", node.name, exc)
+            return True, None
+
+    def _count_placed(self: "Manager", reports: list[Report]) -> None:
+        """Tell on_placed of each attempt a worker accepted."""
+        for report in reports:
+            with self._lock:
+                task = self._tasks.get(report.task_id)
+            if task is not None and task.attempt == report.attempt:
+                self.on_placed(task)
 
     def _refused(self: "Manager", task_id: str, attempt: int, node, exc: Exception) -> None:
         """The worker refused the attempt (4xx): it fails, naming the worker's reason."""
@@ -218,19 +306,6 @@ class Dispatch:
             self._commit(task, lifecycle.cancel)
             self._settled(task)
 
-    def _take_answer(self: "Manager", node, answer: dict, placed: bool) -> None:
-        try:
-            report = parse_report(answer)
-        except ValidationError as exc:
-            log.warning("worker %s sent a malformed answer: %s", node.name, exc)
-            return
-        self._take_reports(node.name, [report])
-        if placed:
-            with self._lock:
-                task = self._tasks.get(report.task_id)
-            if task is not None and task.attempt == report.attempt:
-                self.on_placed(task)
-
     def _backoff(self: "Manager", task_id: str) -> None:
         with self._lock:
             _, delay = self._retry_at.get(task_id, (0.0, RETRY_FIRST / 2))
@@ -241,8 +316,15 @@ class Dispatch:
         with self._lock:
             self._schedule_work(task)
 
-class _NodeChanged(Exception):
-    """The node chosen for a placement changed before the placement was recorded."""
+
+@dataclass
+class _Plan:
+    """What one dispatch pass does: tasks to cancel and to place, and sends per node."""
+
+    cancel: list[str] = field(default_factory=list)
+    place: list[str] = field(default_factory=list)
+    gone: list[tuple[str, str]] = field(default_factory=list)  # (task, the removed node it was on)
+    sends: dict[str, list[tuple[str, Action]]] = field(default_factory=dict)
 
 
 def _shape(task: Task) -> tuple:
@@ -252,3 +334,31 @@ def _shape(task: Task) -> tuple:
     ports = tuple(sorted((k, p) for k, p in task.ports.items() if p is not None))
     return task.cpu, task.memory, task.disk, constraints, ports
 
+
+def _in_order(calls: list[Callable[[], int]]) -> list[int]:
+    return [call() for call in calls]
+
+
+def fan_out(pool: Executor) -> Callable[[list[Callable[[], int]]], list[int]]:
+    """A Manager.fan_out that runs a pass's sends on `pool` and waits for them all; a send
+    that raises counts 0 (and is logged): its tasks stay in the work sets."""
+    def run(call: Callable[[], int]) -> int:
+        try:
+            return call()
+        except Exception:
+            log.exception("a batched send failed; its tasks will be tried again")
+            return 0
+
+    def fan(calls: list[Callable[[], int]]) -> list[int]:
+        if len(calls) <= 1:
+            return [run(call) for call in calls]
+        return list(pool.map(run, calls))
+    return fan
+
+
+def _cancel_if_due(task: Task) -> bool:
+    """Cancel a stopped task no worker has (False: it changed meanwhile, nothing to do)."""
+    if lifecycle.next_action(task, False) is not Action.CANCEL:
+        return False
+    lifecycle.cancel(task)
+    return True

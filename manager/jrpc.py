@@ -23,6 +23,7 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from common.http import MAX_BODY
+from manager.bulk import BulkCreate
 from manager.manager import Manager
 from task import NotFound, OrcaError, ValidationError, parse_event, parse_uuid
 from task.errors import Forbidden
@@ -188,9 +189,11 @@ MIB = 1 << 20
 class ContainerService:
     """ContainerService.Create and ContainerService.Status over a Manager."""
 
-    def __init__(self, manager: Manager, allowed_images: tuple[str, ...] = ()) -> None:
+    def __init__(self, manager: Manager, allowed_images: tuple[str, ...] = (),
+                 submit: Callable[[Any], Any] | None = None) -> None:
         self._manager = manager
         self._allowed_images = allowed_images
+        self._submit = submit or manager.submit  # a BulkCreate's add: a batch's creates share one commit
 
     def methods(self) -> dict[str, Method]:
         """The dispatch table for handle_body."""
@@ -211,8 +214,7 @@ class ContainerService:
             check_image_allowed(event.task.image, self._allowed_images)
         except (ValidationError, Forbidden) as exc:
             raise invalid_params(_rename(str(exc), renames)) from None
-        task = self._call(self._manager.submit, event)
-        log.info("task %s created over JSON-RPC", task.id)
+        task = self._call(self._submit, event)
         return {"job_id": task.id, "message": "Job created successfully"}
 
     def status(self, params: Any) -> dict[str, Any]:
@@ -340,7 +342,6 @@ def create_jrpc_blueprint(manager: Manager, allowed_images: tuple[str, ...] = ()
     """The `POST /jrpc` route serving ContainerService over `manager`, refusing images that
     match none of `allowed_images` (when given)."""
     blueprint = Blueprint("jrpc", __name__)
-    methods = ContainerService(manager, allowed_images).methods()
 
     @blueprint.post("/jrpc")
     def jrpc():
@@ -349,7 +350,8 @@ def create_jrpc_blueprint(manager: Manager, allowed_images: tuple[str, ...] = ()
         except RequestEntityTooLarge:
             error = RpcError(INVALID_REQUEST, f"Invalid Request: body larger than {MAX_BODY} bytes")
             return jsonify(error_response(error, None)), 413
-        answer = handle_body(raw, methods)
+        creates = BulkCreate(manager)
+        answer = creates.settle(handle_body(raw, ContainerService(manager, allowed_images, creates.add).methods()))
         if answer is None:
             return Response(status=204)
         return jsonify(answer)

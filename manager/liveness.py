@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from node import UP, Node
-from task import NotFound, WorkerRejected, WorkerUnavailable, WorkerUnreachable, utc_now
+from task import NotFound, Task, Unavailable, WorkerRejected, WorkerUnavailable, WorkerUnreachable, utc_now
 from task import lifecycle
 from task.lifecycle import LostOutcome
 
@@ -29,19 +29,36 @@ class Liveness:
 
     def __init__(self: "Manager") -> None:
         self._deferred: dict[str, set[str]] = {}  # lost node -> tasks waiting for stop_after_disconnect
+        self._checking: set[str] = set()  # nodes whose liveness check is in flight
+        # Runs the liveness checks of a pass: in order by default (the simulation stays
+        # deterministic); the service hands them to a bounded pool without waiting, so a
+        # frozen worker delays neither the others' checks nor the next pass.
+        if not hasattr(self, "fan_out_checks"):  # kept across reload()
+            self.fan_out_checks: Callable[[list[Callable[[], int]]], list[int]] = lambda calls: [c() for c in calls]
 
     def sync_nodes(self: "Manager") -> None:
-        """Check each worker's liveness (GET /stats) and engine (GET /health). A node whose
+        """Check each worker's liveness (GET /stats) and engine (GET /health), through
+        `fan_out_checks`, skipping a node whose previous check is still in flight. A node whose
         engine is unreachable stays up but gets no new tasks. Then settle the tasks of lost
         nodes whose stop_after_disconnect has passed."""
+        calls = []
         with self._lock:
-            nodes = list(self._nodes)  # nodes join and leave meanwhile
-        for node in nodes:
-            try:
-                self._check_node(node)
-            except Exception:
-                log.exception("worker %s: liveness check failed", node.name)
+            for node in list(self._nodes):  # nodes join and leave meanwhile
+                if node.name not in self._checking:  # one check per node in flight: a slow one is not doubled
+                    self._checking.add(node.name)
+                    calls.append(lambda node=node: self._check_safely(node))
+        self.fan_out_checks(calls)
         self._settle_deferred()
+
+    def _check_safely(self: "Manager", node: Node) -> int:
+        try:
+            self._check_node(node)
+        except Exception:
+            log.exception("worker %s: liveness check failed", node.name)
+        finally:
+            with self._lock:
+                self._checking.discard(node.name)
+        return 0
 
     def _check_node(self: "Manager", node: Node) -> None:
         try:
@@ -110,27 +127,36 @@ class Liveness:
             self._settle(node)
 
     def _settle(self: "Manager", node: Node) -> None:
-        """Apply on_node_lost to the node's tasks still waiting (each change durable)."""
+        """Apply on_node_lost to the node's tasks still waiting (the changes durable in one
+        commit; if it fails, they are settled again at the next pass)."""
         with self._lock:
             ids = sorted(self._deferred.get(node.name, ()))
             cut_off_for = self._clock() - node.last_answer
         counts = {outcome: 0 for outcome in LostOutcome}
-        for task_id in ids:
-            with self._lock:
+        settled: list[str] = []
+        with self._lock:
+            for task_id in ids:
                 task = self._tasks[task_id]
                 if not node.lost or task.node != node.name or task.state.is_terminal:
                     self._deferred.get(node.name, set()).discard(task_id)
                     continue
                 probe = copy.copy(task)
                 outcome = lifecycle.on_node_lost(probe, node.name, cut_off_for, self._disconnect_margin)
-            counts[outcome] += 1
-            if outcome is LostOutcome.WAIT:
-                continue
-            self._commit(task, lambda t, src=probe: t.__dict__.update(src.__dict__))
-            with self._lock:
-                self._deferred.get(node.name, set()).discard(task_id)
-                self._unsent.discard(task_id)
-                self._retry_at.pop(task_id, None)
+                counts[outcome] += 1
+                if outcome is not LostOutcome.WAIT:
+                    settled.append(task_id)
+            tasks = [self._tasks[i] for i in settled]
+        try:
+            done = self._commit_many(tasks, lambda t: _still_lost(t, node.name) and lifecycle.on_node_lost(
+                t, node.name, cut_off_for, self._disconnect_margin) is not LostOutcome.WAIT)
+        except Unavailable as exc:
+            log.warning("worker %s lost: settling %d task(s) waits: %s", node.name, len(tasks), exc)
+            return
+        with self._lock:
+            for task in done:
+                self._deferred.get(node.name, set()).discard(task.id)
+                self._unsent.discard(task.id)
+                self._retry_at.pop(task.id, None)
                 self._schedule_work(task)
         if any(counts[o] for o in (LostOutcome.MOVE, LostOutcome.FAIL, LostOutcome.COMPLETE)):
             log.warning("worker %s lost: %d task(s) moved, %d failed, %d completed, %d waiting", node.name,
@@ -143,3 +169,7 @@ def node_event_data(node: Node) -> dict[str, Any]:
     """What a node event carries."""
     return {"id": node.id, "name": node.name, "address": node.address, "status": node.status,
             "accepts_tasks": node.accepts_tasks, "eligible": node.eligible, "last_seen": node.last_seen}
+
+def _still_lost(task: Task, node_name: str) -> bool:
+    """The task is still on the lost node and unfinished (it may have changed meanwhile)."""
+    return task.node == node_name and not task.state.is_terminal

@@ -13,6 +13,7 @@ import time
 from typing import Any, Callable, Iterable, Protocol
 
 from manager.dispatch import Dispatch
+from manager.intake import Intake
 from manager.index import TaskIndex
 from manager.events import EventLog
 from manager.liveness import Liveness
@@ -23,7 +24,7 @@ from manager.queries import Queries
 from node import Node
 from scheduler import Scheduler
 from store import MemoryStore, Store
-from task import DESIRED_STOPPED, Conflict, NotFound, State, Task, TaskEvent, Unavailable, utc_now
+from task import DESIRED_STOPPED, Conflict, InvalidTransition, NotFound, OrcaError, State, Task, TaskEvent, Unavailable, utc_now
 from task import lifecycle
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,14 @@ class WorkerAPI(Protocol):
     """The calls the manager makes to workers (manager.client.WorkerClient over HTTP)."""
 
     def send_event(self, address: str, event: TaskEvent) -> dict[str, Any]: ...
+    def send_orders(self, address: str, events: list[TaskEvent]) -> list[dict[str, Any] | OrcaError]: ...
     def stop_task(self, address: str, task_id: str, attempt: int | None = None) -> dict[str, Any]: ...
     def changes(self, address: str, since: int, wait: float = 0.0) -> tuple[str, int, list[dict[str, Any]]]: ...
     def stats(self, address: str) -> dict[str, Any]: ...
     def health(self, address: str) -> dict[str, Any]: ...
 
 
-class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry, Drainer):
+class Manager(Intake, Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry, Drainer):
     """Owns the task DB, the nodes and the work sets, behind one lock.
 
     Request threads call submit/stop/get/list; the periodic passes dispatch_pending,
@@ -191,6 +193,36 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
                 self._publish_task(task)  # the undone change was published: publish the state restored
             raise Unavailable(f"task {task.id}: the change could not be recorded: {exc}") from None
 
+    def _commit_many(self, tasks: list[Task], change: Callable[[Task], bool]) -> list[Task]:
+        """Apply `change` to each task (one returning False, or raising InvalidTransition,
+        leaves its task as it was) and make the changed ones durable in one commit. Returns
+        the changed tasks; if the commit fails, undoes every change and raises Unavailable."""
+        with self._lock:
+            before, changed = [], []
+            for task in tasks:
+                saved = copy.copy(task)
+                try:
+                    keep = change(task)
+                except InvalidTransition as exc:
+                    log.warning("task %s: %s", task.id, exc)
+                    keep = False
+                if keep:
+                    before.append(saved)
+                    changed.append(task)
+                else:
+                    task.__dict__.update(saved.__dict__)
+            wait = self._save(changed)
+        try:
+            wait()
+        except Exception as exc:
+            with self._lock:
+                for task, saved in zip(changed, before):
+                    task.__dict__.update(saved.__dict__)
+                    self._index.update(task)
+                    self._track_placement(task)
+            raise Unavailable(f"{len(changed)} task change(s) could not be recorded: {exc}") from None
+        return changed
+
     def _notify_change(self) -> None:
         """Wake wait_task() callers (a task was written, or intake closed)."""
         with self._changes:
@@ -202,43 +234,6 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
         self._store.close()
 
     # ----- requests
-
-    def submit(self, event: TaskEvent) -> Task:
-        """Record a new task in state pending; durable when it returns, and only then placed.
-
-        Raises:
-            Conflict: the task id or event id is already known.
-            Unavailable: the manager is shutting down, or the store could not record it.
-        """
-        self._check_accepting()
-        task = event.task
-        with self._lock:
-            if task.id in self._tasks:
-                raise Conflict(f"task {task.id} already exists")
-            if event.id in self._event_ids:
-                raise Conflict(f"event {event.id} already exists")
-            task.state, task.created_at, task.node, task.attempt = State.PENDING, utc_now(), None, 0
-            self._tasks[task.id] = task
-            self._event_ids.add(event.id)
-            self._uncommitted.add(task.id)
-            result = copy.copy(task)
-            wait = self._save([task], [event])
-        try:
-            wait()
-        except Exception as exc:
-            with self._lock:
-                self._tasks.pop(task.id, None)
-                self._index.remove(task.id)
-                self._publish_task(task, "removed")
-                self._event_ids.discard(event.id)
-                self._uncommitted.discard(task.id)
-            raise Unavailable(f"task {task.id} could not be recorded: {exc}") from None
-        with self._lock:
-            self._uncommitted.discard(task.id)
-            self._schedule_work(task)
-        log.info("task %s accepted (%s)", task.id, task.image)
-        self.on_work()
-        return result
 
     def stop(self, task_id: str) -> Task:
         """Record the user's wish that a task stop (durable when it returns); it is then
@@ -284,6 +279,12 @@ class Manager(Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry,
         """Copies of the nodes in configuration order."""
         with self._lock:
             return [copy.copy(n) for n in self._nodes]
+
+    def is_node_up(self, node_name: str) -> bool:
+        """True while the node answers its liveness checks (no copy made)."""
+        with self._lock:
+            node = self._by_name.get(node_name)
+            return node is not None and node.is_up
 
     def close_intake(self) -> None:
         """Refuse new requests from now on, and release wait_task() callers and event streams."""

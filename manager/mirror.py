@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from node import Node
 from task import InvalidTransition, NotFound, ValidationError, WorkerRejected, WorkerUnavailable
@@ -67,29 +67,64 @@ class Mirror:
             lock.release()
 
     def _sync_node_tasks(self: "Manager", node: Node, wait: float = 0.0) -> None:
+        position = self.feed_position(node.name)
+        instance, since, _ = position
+        answer = self._client.changes(node.address, since, wait if instance else 0.0)
+        if answer[0] != instance and since:  # the worker restarted: read everything again
+            answer = self._client.changes(node.address, 0)
+        self._take_changes(node, position, answer)
+
+    def feed_position(self: "Manager", node_name: str) -> tuple[str, int, int]:
+        """Where to read a worker's change feed from: (its instance id as last read, the
+        version read up to, the node's generation; -1 for a node removed). With
+        take_changes(), lets a caller do the read itself (manager.follow reads every worker's
+        feed on one asyncio thread)."""
         with self._lock:
-            instance, since = self._cursors.get(node.name, ("", 0))
-            generation = node.generation
-        seen_instance, version, tasks = self._client.changes(node.address, since, wait if instance else 0.0)
+            instance, since = self._cursors.get(node_name, ("", 0))
+            node = self._by_name.get(node_name)
+            return instance, since, node.generation if node is not None else -1
+
+    def take_changes(self: "Manager", node_name: str, position: tuple[str, int, int],
+                     answer: tuple[str, int, list[dict[str, Any]]]) -> bool:
+        """Mirror a read of a worker's change feed begun at `position` (feed_position());
+        `answer` is what WorkerClient.changes returned (read from 0 if the instance changed).
+        Returns False when the read was void (see _take_changes)."""
+        lock, node = self._sync_locks.get(node_name), self._by_name.get(node_name)
+        if lock is None or node is None:
+            return False  # the node was removed meanwhile
+        with lock:
+            return self._take_changes(node, position, answer)
+
+    def _take_changes(self: "Manager", node: Node, position: tuple[str, int, int],
+                      answer: tuple[str, int, list[dict[str, Any]]]) -> bool:
+        """Apply a read unless it is void: the node was declared lost after the read began,
+        or another read was applied meanwhile (its position moved on)."""
+        instance, since, generation = position
+        seen_instance, version, tasks = answer
         full = seen_instance != instance
-        if full and since:  # the worker restarted: read everything again
-            seen_instance, version, tasks = self._client.changes(node.address, 0)
         reports = _parse_all(node.name, tasks)
         with self._lock:
-            if node.generation != generation:
-                return  # the node was declared lost meanwhile: this read is void
-            self._take_reports(node.name, reports, full_listing=full)
+            if node.generation != generation or self._cursors.get(node.name, ("", 0)) != (instance, since):
+                return False
+            wait = self._queue_reports(node.name, reports, full_listing=full)
             self._cursors[node.name] = (seen_instance, version)
+            node.record_answer(self._clock())  # an answered poll: alive (a busy manager's late check is no miss)
+        wait()  # outside the lock: requests go on while the store commits
+        return True
 
     def _take_reports(self: "Manager", node_name: str, reports: list[Report], full_listing: bool = False) -> None:
         """Judge and apply a worker's reports; order kills of stale copies. After a full
         listing, attempts placed there that the worker does not have are sent again."""
         with self._lock:
-            changed = [task for report in reports if (task := self._take_report(node_name, report))]
-            if full_listing:
-                self._resend_missing(node_name, {r.task_id: r.attempt for r in reports})
-            wait = self._save(changed)
+            wait = self._queue_reports(node_name, reports, full_listing)
         wait()
+
+    def _queue_reports(self: "Manager", node_name: str, reports: list[Report], full_listing: bool) -> Callable[[], None]:
+        """_take_reports under the lock the caller holds; returns the wait for the store."""
+        changed = [task for report in reports if (task := self._take_report(node_name, report))]
+        if full_listing:
+            self._resend_missing(node_name, {r.task_id: r.attempt for r in reports})
+        return self._save(changed)
 
     def _take_report(self: "Manager", node_name: str, report: Report):
         task = self._tasks.get(report.task_id)

@@ -9,6 +9,7 @@ from common.openapi import (
 from manager.events import TOPICS
 from manager.events_api import HEARTBEAT, MAX_INDEX
 from manager.jrpc import ENVELOPE_FIELDS, MAX_BATCH
+from manager.intake import MAX_SUBMIT
 from manager.queries import DEFAULT_LIMIT, MAX_FILTER, MAX_LIMIT, NODE_STATES, STATES
 from manager.services_openapi import cluster_paths, service_paths, service_schemas
 from node import DOWN, UP
@@ -20,6 +21,12 @@ LOCATION = {"Location": "/tasks/<id>: the task"}
 NEXT = {"description": "the cursor of the next page (pass it as `after`); absent on the last page",
         "schema": {"type": "string"}}
 LINK = {"description": 'the next page\'s URL, rel="next"; absent on the last page', "schema": {"type": "string"}}
+
+
+def _bulk_answer() -> dict[str, Any]:
+    """One event's answer in a bulk submission: its status, and the task or the error."""
+    return {"type": "object", "required": ["status"],
+            "properties": {"status": {"type": "integer"}, "task": ref("Task"), "error": {"type": "string"}}}
 
 
 def _page_parameters(states: tuple[str, ...], *filters: str) -> tuple[dict[str, Any], ...]:
@@ -94,10 +101,14 @@ def _task_paths(max_wait: float, default_wait: float) -> dict[str, Any]:
     return {
         "/tasks": {
             "post": operation("submitTask", "Start a task (state running) or stop one (state completed)", "tasks",
-                              {201: json_response("accepted, pending; with ?wait, a RunResult",
+                              {200: json_response("a list was sent: one answer per event, in order",
+                                                  {"type": "array", "items": _bulk_answer()}),
+                               201: json_response("accepted, pending; with ?wait, a RunResult",
                                                   {"anyOf": [ref("Task"), ref("RunResult")]}, LOCATION),
                                202: json_response("stop requested", ref("Task"))},
-                              (400, 403, 404, 409, 413, 415, 503), parameters=(wait,), body=ref("TaskEvent")),
+                              (400, 403, 404, 409, 413, 415, 503), parameters=(wait,),
+                              body={"anyOf": [ref("TaskEvent"), {"type": "array", "items": ref("TaskEvent"),
+                                                                 "minItems": 1, "maxItems": MAX_SUBMIT}]}),
             "get": _listing("listTasks", "A page of the tasks, oldest first", "tasks", "Task",
                             _page_parameters(STATES, "node", "service")),
         },

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from common.config import Config
 from common.http import Server, require_token
@@ -12,6 +12,9 @@ from manager.api import MAX_LONG_REQUESTS, create_app
 from manager.events_api import MAX_EVENT_STREAMS
 from manager.client import WorkerClient
 from manager.cluster import cluster_view
+from manager.dispatch import fan_out
+from manager.feed_client import AsyncChanges
+from manager.follow import Follower
 from manager.manager import Manager
 from manager.cluster_nodes import ClusterNodes
 from manager.services import Services
@@ -21,6 +24,8 @@ from store import open_store
 
 log = logging.getLogger(__name__)
 
+SEND_THREADS = 16  # batched sends to workers in flight at once (one per node)
+CHECK_THREADS = 16  # liveness checks in flight at once
 SERVICES_INTERVAL = 1.0  # seconds between the services' safety-net reconcile passes (changes wake them at once)
 LONG_POLL = 2.0  # seconds a watcher's GET /tasks?since=N&wait=S may wait for a change
 
@@ -35,6 +40,11 @@ class ManagerService:
         self.manager = Manager(workers, client, get_scheduler(config.scheduler), store, config.down_after)
         self.metrics = ManagerMetrics(self.manager)
         self.manager.on_placed = self.metrics.placed
+        self._send_pool = ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="manager-send")
+        self.manager.fan_out = fan_out(self._send_pool)
+        self._check_pool = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="manager-check")
+        self.manager.fan_out_checks = self._check_later
+        self._check_interval = config.stats_interval
         self.services = Services(self.manager, store)
         self.services.on_event = lambda kind, data: self.manager.events.publish("service", kind, data)
         self.cluster_nodes = ClusterNodes(self.manager, Spawner(config.data_dir))
@@ -60,41 +70,29 @@ class ManagerService:
         self.jobs = Jobs("manager", threads=5)
         self.jobs.add("sync_nodes", gate(self.manager.sync_nodes), config.stats_interval)
         self.jobs.add("dispatch_pending", gate(self.manager.dispatch_pending), config.dispatch_interval)
-        self.jobs.add("sync_tasks", gate(self.manager.sync_tasks), config.sync_interval)
         self.jobs.add("reconcile_services", gate(self.services.reconcile_services), SERVICES_INTERVAL)
         self.jobs.add("settle_leaves", gate(self.cluster_nodes.settle_leaves), config.stats_interval)
         self.manager.on_work = lambda: self.jobs.wake("dispatch_pending")
         self.manager.on_service_change = self.services.on_change = lambda: self.jobs.wake("reconcile_services")
         self._workers = workers
         self._stopped = False
-        self._halt = threading.Event()
-        self._watchers: dict[str, threading.Thread] = {}
-        self._watch_lock = threading.Lock()
+        feeds = AsyncChanges(connect_timeout=1.0, read_timeout=config.request_timeout, token=config.token,
+                             term=lambda: client.term)
+        self._follower = Follower(self.manager, feeds, LONG_POLL, pause=config.sync_interval,
+                                  active=lambda: not self.cluster or self.cluster.leading)
         self.manager.on_node_added = self._node_added
 
+    def _check_later(self, calls: list) -> list[int]:
+        """Hand a pass's liveness checks to the pool; wait for them at most one check interval
+        (a frozen worker's check goes on alone, and the next pass skips it)."""
+        futures = [self._check_pool.submit(call) for call in calls]
+        wait(futures, timeout=self._check_interval)
+        return []
+
     def _node_added(self, node_name: str) -> None:
-        """A worker joined: follow it, and check its liveness now rather than at the next tick."""
-        self._follow(node_name)
+        """A worker joined: check its liveness now rather than at the next tick (the follower
+        starts reading its change feed within a second)."""
         self.jobs.wake("sync_nodes")
-
-    def _follow(self, node_name: str) -> None:
-        """Start the watcher of a node (once per node)."""
-        with self._watch_lock:
-            if self._halt.is_set() or (node_name in self._watchers and self._watchers[node_name].is_alive()):
-                return
-            watcher = threading.Thread(target=self._watch, args=(node_name,), name=f"watch-{node_name}", daemon=True)
-            self._watchers[node_name] = watcher
-        watcher.start()
-
-    def _watch(self, node_name: str) -> None:
-        """Follow one worker's task changes by long polling, so the manager sees a state
-        change milliseconds after the worker does; the sync_tasks job is the safety net.
-        Ends when the node is removed."""
-        while not self._halt.is_set() and self.manager.has_node(node_name):
-            if self.cluster and not self.cluster.leading:
-                self._halt.wait(0.5)
-            elif not self.manager.watch_tasks(node_name, LONG_POLL):
-                self._halt.wait(0.5)
 
     def _reload(self) -> None:
         """Replace what this manager holds in memory by the database's (several managers)."""
@@ -111,8 +109,7 @@ class ManagerService:
         if self.cluster:
             self.cluster.start()
         self.jobs.start()
-        for node in self.manager.nodes():
-            self._follow(node.name)
+        self._follower.start()
         self.server.start()
         names = [node.name for node in self.manager.nodes()]
         log.info("manager listening on http://%s with workers %s", self.address, ", ".join(names) or "(none)")
@@ -128,14 +125,12 @@ class ManagerService:
         self.manager.close_intake()
         if self.cluster:
             self.cluster.shutdown()  # hands the lease over at once
-        self._halt.set()
-        self._client.close()  # ends the watchers' long polls
+        self._follower.stop()  # ends the long polls
+        self._client.close()
         self.jobs.shutdown()
+        self._send_pool.shutdown(wait=True, cancel_futures=True)
+        self._check_pool.shutdown(wait=True, cancel_futures=True)
         self.cluster_nodes.shutdown()  # the workers this manager spawned
         self.server.close()
-        with self._watch_lock:
-            watchers = list(self._watchers.values())
-        for watcher in watchers:
-            watcher.join(LONG_POLL + 1.0)
         self.manager.close()
         log.info("manager stopped")

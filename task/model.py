@@ -82,7 +82,9 @@ class Task:
 
         Written out instead of dataclasses.asdict, whose recursive deep copy costs ~4x more
         on the request path."""
-        data = {name: getattr(self, name) for name in _TASK_FIELDS}
+        data = dict(self.__dict__)  # the fields in their order (a fast path: tasks are listed by thousands)
+        if len(data) != len(_TASK_FIELDS):  # an attribute set from outside: keep to the contract
+            data = {name: getattr(self, name) for name in _TASK_FIELDS}
         data["state"] = self.state.value
         data["command"], data["env"] = list(self.command), dict(self.env)
         data["ports"], data["host_ports"] = dict(self.ports), dict(self.host_ports)
@@ -91,6 +93,12 @@ class Task:
             data["health_check"] = dict(self.health_check)
         data["moving_from"] = dict(self.moving_from) if self.moving_from else None
         return data
+
+    def __copy__(self) -> "Task":
+        """A shallow copy, as copy.copy makes it, without its generic (slow) protocol."""
+        twin = object.__new__(Task)
+        twin.__dict__.update(self.__dict__)
+        return twin
 
     def spec_dict(self) -> dict[str, Any]:
         """Return only the user-settable fields (what a worker needs to run it)."""

@@ -14,6 +14,7 @@ from task.validation import MAX_RESTARTS, parse_event
 MAX_ATTEMPT = 1 << 40
 MAX_VERSION = 1 << 63
 ORDER_FIELDS = ("attempt", "restart_count")
+MAX_BATCH = 500  # orders in one POST /tasks/batch to a worker
 
 
 def parse_order(body: Any) -> TaskEvent:

@@ -14,9 +14,8 @@ from common.query import LogOptions, log_options, query_float
 from common.streams import StreamLimit, client_gone, framed, relay, text_response, until_broken
 from common.query import query_int
 from task import NotFound, State, Task, TaskEvent, Unavailable, ValidationError, parse_uuid
-from task.wire import parse_order
-from task.validation import check_image_allowed
 from worker.logs import TaskLogFollower
+from worker.orders import take_batch, take_order
 from worker.openapi import worker_document
 from worker.containers import RuntimeFailure
 from worker.worker import Worker
@@ -51,12 +50,15 @@ def create_app(worker: Worker, stats: Callable[[], dict[str, Any]], allowed_imag
     @api.post("/tasks")
     def submit_task():
         worker.heard_from_manager()
-        event = parse_order(json_body())
-        if event.state is State.RUNNING:
-            check_image_allowed(event.task.image, allowed_images)
-        task, created = worker.submit(event)
-        status = 202 if event.state.value == "completed" else (201 if created else 200)
-        return jsonify(task.to_dict()), status, {"Location": f"/tasks/{task.id}"}
+        status, task = take_order(worker, json_body(), allowed_images)
+        return jsonify(task), status, {"Location": f"/tasks/{task['id']}"}
+
+    @api.post("/tasks/batch")
+    def submit_batch():
+        """Several orders in one request (the manager's batched dispatch): 200 with one
+        answer per order, {"status", "task"} or {"status", "error"}, in order."""
+        worker.heard_from_manager()
+        return jsonify(take_batch(worker, json_body(), allowed_images))
 
     @api.get("/tasks")
     def list_tasks():

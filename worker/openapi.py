@@ -9,7 +9,7 @@ from common.openapi import (
 )
 from task.schema import ref, task_schemas
 from task.validation import MAX_RESTARTS
-from task.wire import MAX_ATTEMPT
+from task.wire import MAX_ATTEMPT, MAX_BATCH
 
 ATTEMPT = {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPT}
 
@@ -21,6 +21,12 @@ def _order(name: str) -> dict[str, Any]:
                             "for; an event for an older attempt than the worker holds is ignored"},
                             "restart_count": {"type": "integer", "minimum": 0, "maximum": MAX_RESTARTS + 1}}
     return schema
+
+
+def _answer() -> dict[str, Any]:
+    """One event's answer in a batch: its status, and the task or the error."""
+    return {"type": "object", "required": ["status"],
+            "properties": {"status": {"type": "integer"}, "task": ref("Task"), "error": {"type": "string"}}}
 
 
 def worker_document(max_wait: float, version_header: str, instance_header: str) -> dict[str, Any]:
@@ -45,6 +51,14 @@ def worker_document(max_wait: float, version_header: str, instance_header: str) 
                               body={"anyOf": [_order("RunTaskEvent"), _order("StopTaskEvent")]}),
             "get": operation("listTasks", "The tasks on this worker, or those changed since a version", "tasks",
                              {200: listed}, (400, 503), parameters=(since, wait)),
+        },
+        "/tasks/batch": {
+            "post": operation("submitTaskBatch", "Several task events in one request (the manager's batched "
+                              "dispatch); each is answered on its own, in order", "tasks",
+                              {200: json_response("one answer per event", {"type": "array", "items": _answer()})},
+                              (400, 413, 415),
+                              body={"type": "array", "minItems": 1, "maxItems": MAX_BATCH,
+                                    "items": {"anyOf": [_order("RunTaskEvent"), _order("StopTaskEvent")]}}),
         },
         "/tasks/{task_id}": {
             "parameters": [TASK_ID],

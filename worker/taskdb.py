@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from collections import OrderedDict
 from typing import Callable
 
 from task import Task
@@ -24,7 +25,7 @@ class TaskDB:
     def __init__(self, first_version: int | None = None) -> None:
         self._lock = threading.Condition()
         self._tasks: dict[str, Task] = {}
-        self._changed: dict[str, int] = {}
+        self._changed: OrderedDict[str, int] = OrderedDict()  # id -> version of its last change, oldest first
         self._version = start_version() if first_version is None else first_version
         self._closed = False
 
@@ -45,6 +46,7 @@ class TaskDB:
         task.version = self._version
         self._tasks[task.id] = task
         self._changed[task.id] = self._version
+        self._changed.move_to_end(task.id)
         self._lock.notify_all()
 
     def wait_for_change(self, version: int, timeout: float) -> int:
@@ -99,9 +101,16 @@ class TaskDB:
             return [copy.copy(t) for t in self._tasks.values()]
 
     def changed_since(self, version: int) -> tuple[int, list[Task]]:
-        """Return (current version, copies of the tasks changed after `version`)."""
+        """Return (current version, copies of the tasks changed after `version`), oldest
+        change first. Costs the number of changes after `version`, not the number of tasks:
+        the change feed is kept in version order."""
         with self._lock:
-            changed = [copy.copy(self._tasks[i]) for i, v in self._changed.items() if v > version]
+            changed = []
+            for task_id in reversed(self._changed):
+                if self._changed[task_id] <= version:
+                    break
+                changed.append(copy.copy(self._tasks[task_id]))
+            changed.reverse()
             return self._version, changed
 
     def count(self, predicate: Callable[[Task], bool] = lambda t: True) -> int:

@@ -16,7 +16,7 @@ import pytest
 from manager.api import create_app as create_manager_app
 from manager.manager import Manager
 from scheduler import RoundRobin
-from task import NotFound, Task, TaskEvent
+from task import NotFound, OrcaError, State, Task, TaskEvent
 from worker.api import create_app as create_worker_app
 from worker.runtime import ContainerStatus, RuntimeFailure
 from worker.upkeep import Upkeep
@@ -166,6 +166,20 @@ class FakeWorkerClient:
                                                       "attempt": sent["attempt"],
                                                       "restart_count": sent["restart_count"]})
         return dict(self._tasks[address][sent["task"]["id"]])
+
+    def send_orders(self, address: str, events: list[TaskEvent]) -> list[Any]:
+        """A batch: each run as send_event, each stop as stop_task (their faults included),
+        an error answering only its own event."""
+        answers: list[Any] = []
+        for event in events:
+            try:
+                if event.state is State.COMPLETED:
+                    answers.append(self.stop_task(address, event.task.id, event.task.attempt))
+                else:
+                    answers.append(self.send_event(address, event))
+            except OrcaError as exc:
+                answers.append(exc)
+        return answers
 
     def stop_task(self, address: str, task_id: str, attempt: int | None = None) -> dict[str, Any]:
         self._check("stop_task", address)

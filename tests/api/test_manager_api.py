@@ -117,7 +117,7 @@ ERRORS = {
                  400, "malformed JSON"),
     "deep-nesting": ("post", "/tasks", {"data": "[" * 100000, "content_type": "application/json"},
                      400, "malformed JSON"),
-    "body-not-object": ("post", "/tasks", {"json": ["busybox"]}, 400, "body"),
+    "body-not-object": ("post", "/tasks", {"json": "busybox"}, 400, "body"),
     "bad-field": ("post", "/tasks", {"json": {"task": {"image": "busybox", "cpu": "lots"}}}, 400, "task.cpu"),
     "too-large": ("post", "/tasks", {"data": '{"task": {"image": "busybox", "name": "' + "a" * (2 << 20) + '"}}',
                                      "content_type": "application/json"}, 413, "larger"),
@@ -186,12 +186,14 @@ def test_nodes_after_sync(manager_client, manager):
 
 def test_dispatch_alternates_round_robin(manager_client, manager, fake_workers):
     ids = post_many(manager_client, 4)
-    assert placed(manager, fake_workers) == [W1, W2, W1, W2]
+    assert sorted(placed(manager, fake_workers)) == [W1, W1, W2, W2]
     assert manager.pending_count() == 0
     assert [get(manager_client, i)["node"] for i in ids] == [W1, W2, W1, W2]
     assert {get(manager_client, i)["state"] for i in ids} == {"scheduled"}
-    # Each event carried the task's spec, in submission order.
-    assert [event["task"]["id"] for _, event in fake_workers.sent] == ids
+    # Each event carried the task's spec, to its node, in submission order per node (one
+    # batch per node).
+    assert [(address, event["task"]["id"]) for address, event in fake_workers.sent] == \
+        [(W1, ids[0]), (W1, ids[2]), (W2, ids[1]), (W2, ids[3])]
     assert {event["state"] for _, event in fake_workers.sent} == {"running"}
 
 

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.docker
 JSON = {"Content-Type": "application/json"}
 BAD_BODIES = [
     ("{not json", 400, "malformed JSON"),
-    ("[1, 2]", 400, "body"),
+    ("true", 400, "body"),
     ('"text"', 400, "body"),
     ("{}", 400, "task"),
     ('{"task": {}}', 400, "task.image"),
@@ -38,6 +38,15 @@ def test_bad_bodies_are_rejected_with_a_json_error_naming_the_field(orca, target
     response = requests.post(f"{url}/tasks", data=body, headers=JSON, timeout=5)
     assert response.status_code == status
     assert names in response.json()["error"]
+
+
+def test_a_list_of_bad_events_answers_each_with_its_error(orca):
+    response = requests.post(f"{orca.manager_url}/tasks", data='[1, {"task": {}}]', headers=JSON, timeout=5)
+    assert response.status_code == 200
+    assert [(a["status"], "task" in a) for a in response.json()] == [(400, False), (400, False)]
+    assert "body" in response.json()[0]["error"] and "task.image" in response.json()[1]["error"]
+    worker = requests.post(f"{orca.worker_url(0)}/tasks", data="[1, 2]", headers=JSON, timeout=5)
+    assert worker.status_code == 400 and "body" in worker.json()["error"]
 
 
 @pytest.mark.parametrize("target", ["manager", "worker"])

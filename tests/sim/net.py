@@ -11,7 +11,9 @@ from common.http import status_for
 from task import (NotFound, OrcaError, State, Task, TaskEvent, Unavailable, ValidationError,
                   WorkerRejected, WorkerUnavailable, WorkerUnreachable, parse_uuid)
 from task.wire import parse_order
+from manager.client import order_answer
 from tests.sim.host import WorkerHost
+from worker.orders import take_batch
 
 LOST, ANSWER_LOST, DELAYED, DUPLICATED = "lost", "answer_lost", "delayed", "duplicated"
 
@@ -43,6 +45,8 @@ def serve(host: WorkerHost, method: str, args: tuple[Any, ...]) -> tuple[int, An
         worker.heard_from_manager()
         if host.unavailable:
             raise Unavailable(f"worker {host.name} answers 503")
+        if method == "post" and isinstance(json.loads(args[0]), list):  # POST /tasks/batch
+            return 200, take_batch(worker, json.loads(args[0])), {}
         if method == "post":
             event = parse_order(json.loads(args[0]))
             task, created = worker.submit(event)
@@ -100,6 +104,15 @@ class SimNetwork:
     def stop_task(self, address: str, task_id: str, attempt: int | None = None) -> dict[str, Any]:
         return self._call(address, "delete", (task_id, attempt))[0]
 
+    def send_orders(self, address: str, events: list[TaskEvent]) -> list[Any]:
+        """Like WorkerClient.send_orders: one request for the batch (faults hit it whole),
+        each answer mapped to the task or its error."""
+        try:
+            answers = self._call(address, "post", (json.dumps([e.to_dict() for e in events]),))[0]
+        except OrcaError as exc:
+            return [exc] * len(events)
+        return [order_answer(address, answer) for answer in answers]
+
     def changes(self, address: str, since: int, wait: float = 0.0) -> tuple[str, int, list[dict[str, Any]]]:
         body, headers = self._call(address, "get", (since,))
         return headers.get("instance", ""), int(headers.get("version", "0")), body
@@ -136,7 +149,7 @@ class SimNetwork:
             raise WorkerUnreachable(f"worker {address}: request delayed")
         status, body, headers = serve(host, method, json.loads(json.dumps(args)))
         body = json.loads(json.dumps(body))
-        self.delivered.append((address, method, args))
+        self._record(address, method, args)
         self.trace(f"    {method} {address} {args[1:] if method == 'delete' else ''} -> {status}")
         if fault == DUPLICATED:
             self.in_flight.append(Message(address, host.incarnation, method, args))
@@ -160,6 +173,19 @@ class SimNetwork:
         self.count(f"net_{kind}")
         return kind
 
+    def _record(self, address: str, method: str, args: tuple[Any, ...]) -> None:
+        """Note a delivered request; a batch counts as its events: a run is a "post", a stop
+        a "delete" (task id, attempt), as if each had been sent alone."""
+        body = json.loads(args[0]) if method == "post" else None
+        if not isinstance(body, list):
+            self.delivered.append((address, method, args))
+            return
+        for order in body:
+            if order.get("state") == State.COMPLETED.value:
+                self.delivered.append((address, "delete", (order["task"]["id"], order.get("attempt"))))
+            else:
+                self.delivered.append((address, "post", (json.dumps(order),)))
+
     def deliver_one(self, index: int) -> bool:
         """Deliver an in-flight request now (its answer goes nowhere); a request to a dead
         incarnation is dropped. Returns False when nothing could be delivered."""
@@ -172,7 +198,7 @@ class SimNetwork:
             if host.reachable:
                 self.in_flight.remove(message)
                 self.trace(f"    late delivery: {message.method} {message.address} {message.args[1:]}")
-                self.delivered.append((message.address, message.method, message.args))
+                self._record(message.address, message.method, message.args)
                 serve(host, message.method, message.args)
                 return True
         return False
