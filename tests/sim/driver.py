@@ -39,10 +39,11 @@ def replay_command(seed: int, steps: int) -> str:
     return f"python -m tests.sim.run --seed {seed} --steps {steps} --verbose"
 
 
-def run(seed: int, steps: int = 200, verbose: bool = False) -> Result:
+def run(seed: int, steps: int = 200, verbose: bool = False, workers: int = 3, max_tasks: int = MAX_TASKS) -> Result:
     """Run one seeded schedule of `steps` steps, then quiesce; raise InvariantViolation
     (with the replay command) if an invariant fails."""
-    world = World(seed, gc_wall_clock=1e12 if seed % 2 else 0.0, verbose=verbose)
+    world = World(seed, n_workers=workers, gc_wall_clock=1e12 if seed % 2 else 0.0, verbose=verbose)
+    world.max_tasks = max_tasks
     checker = Checker(world)
     events = EventChecker(world)
     result = Result(seed, steps)
@@ -84,7 +85,7 @@ def _do(world: World, checker: Checker, action: str, faults: Counter) -> None:
     names = sorted(world.hosts)
     name = rng.choice(names)
     host = world.hosts[name]
-    if action == "submit" and len(checker.acked) < MAX_TASKS:
+    if action == "submit" and len(checker.acked) < world.max_tasks:
         policy = rng.choice(("no", "on-failure", "always"))
         sad = rng.choice((None, None, None, 5.0, 20.0))
         task = world.submit(policy, rng.randint(0, 3), sad)

@@ -37,6 +37,7 @@ class World:
     manager: Manager | None = None
     lines: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # exceptions that escaped a pass
+    max_tasks: int = 10  # tasks the random schedule submits at most (tests/sim/driver.py)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
