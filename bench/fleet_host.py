@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -118,6 +119,10 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     host = Host(int(sys.argv[1]))
     print(json.dumps({"addresses": host.addresses}), flush=True)
+    # Nothing more on stdout: a pipe nobody reads would fill and freeze the server (waitress
+    # prints its "Serving on" lines there).
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
     host.server.run()
 
 
