@@ -137,6 +137,18 @@ class Dispatch:
                 if task is not None and lifecycle.next_action(task, False) in (Action.PLACE, Action.CANCEL):
                     self._work[task_id] = None
 
+    def _node_changed(self: "Manager", name: str) -> str | None:
+        """Why the node the scheduler chose can no longer take a placement (caller holds the
+        lock: the scheduler chose under it too, but may have let it go in between), or None."""
+        node = self._by_name.get(name)
+        if node is None:
+            return f"node {name} was removed"
+        if not node.eligible or name in self._drains:
+            return f"node {name} became {'draining' if name in self._drains else 'ineligible'}"
+        if node.lost or not node.is_up:
+            return f"node {name} is down"
+        return None
+
     def _leave_removed(self: "Manager", task: Task, name: str) -> str:
         """A task placed on a node the manager no longer has: detach it so it is placed again
         as a new attempt (or completed, if the user stopped it)."""
@@ -195,6 +207,11 @@ class Dispatch:
             if reason is not None or node is None:
                 no_room[shape] = waiting[task.id] = reason or "no node can take it"
                 return False
+            changed = self._node_changed(node.name)
+            if changed is not None:  # the lock was let go meanwhile: placed again next pass
+                log.info("task %s: %s; it is placed again", task.id, changed)
+                held.append(task.id)
+                return False
             lifecycle.place(task, node.name)
             self._track_placement(task)  # the next choice of this pass sees this one
             return True
@@ -232,7 +249,9 @@ class Dispatch:
     def _send_batch(self: "Manager", node_name: str, items: list[tuple[str, Action]]) -> int:
         """Send a node its runs and stops in one batched request; take each answer. Returns
         how many got an answer."""
-        node = self._by_name[node_name]
+        node = self._by_name.get(node_name)
+        if node is None:
+            return 0  # removed meanwhile: its tasks are placed again at the next pass
         with self._lock:
             sent = [(task_id, action, self._tasks[task_id].attempt) for task_id, action in items]
             events = [TaskEvent(task=copy.copy(self._tasks[task_id]),
