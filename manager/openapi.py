@@ -196,10 +196,13 @@ def _events_path() -> dict[str, Any]:
     topic = query("topic", {"type": "string", "pattern": f"^{one}(,{one})*$"},
                   "only these topics, comma-separated (default: every topic)")
     last_id = {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string",
-               "pattern": "^[0-9]{1,18}$"}, "description": "what an EventSource sends when it reconnects: wins over ?since"}
+               "pattern": "^([0-9]{1,18})?$"}, "description": "what an EventSource sends when it reconnects: wins over "
+               "?since (empty: as if absent)"}
     stream = {"description": f"server-sent events: `id:` the index, `event:` the topic, `data:` the event as "
                              f"JSON; a comment every {HEARTBEAT:g} s when idle; a `gone` message when the "
-                             f"reader fell behind the ring", "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+                             f"reader fell behind the ring", "content": {"text/event-stream": {"schema": {
+                  "type": "object", "description": "one message: its index, its topic and the event as JSON",
+                  "properties": {"id": {"type": "string"}, "event": {"type": "string"}, "data": {"type": "string"}}}}}}
     return {"/events": {"get": operation(
         "streamEvents", "Changes of tasks, nodes, services and the leader, as they happen", "events",
         {200: stream, 410: json_response("the events after ?since are no longer kept (or the manager restarted): "
