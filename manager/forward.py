@@ -64,10 +64,16 @@ class Forwarder:
         app.before_request(self._before)
 
     def _before(self):
-        if self._leadership.is_leader or request.headers.get(FORWARDED_HEADER):
+        if self._leadership.is_leader:
             return None
         if not is_write(request.method, request.path, lambda: request.get_data(cache=True)):
             return None
+        if request.headers.get(FORWARDED_HEADER):
+            # Sent here by a manager that saw this one hold the lease: it may still be taking
+            # over (its state not yet reloaded), so wait until it leads; never forward again.
+            if self._leadership.wait_to_lead(LEADER_WAIT):
+                return None
+            return _unavailable("this manager is not the leader (any more); try again")
         deadline = time.monotonic() + LEADER_WAIT
         dead: set[str] = set()  # leaders that refused the connection: the request never reached them
         while True:

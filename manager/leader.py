@@ -80,6 +80,17 @@ class Leadership:
                 self._changed.wait(min(remaining, 0.1))
         return found
 
+    def wait_to_lead(self, timeout: float) -> bool:
+        """True once this manager leads (its take-over done), waiting up to `timeout` s."""
+        deadline = self._clock() + timeout
+        with self._changed:
+            while not self.is_leader:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(min(remaining, 0.1))
+        return True
+
     # ----- the claiming loop
 
     def interval(self) -> float:

@@ -109,17 +109,23 @@ class Manager(Intake, Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeR
         """Replace the tasks in memory by the store's: a follower's refresh of its reads, and
         a new leader's take-over. Every worker counts as just heard from (none is declared
         lost before a whole liveness period of its own), reads from workers start over (the
-        versioned reports make that harmless), and the work left is derived anew."""
+        versioned reports make that harmless), and the work left is derived anew. A task whose
+        intake or stop is being committed right now stays as it is in memory: that commit,
+        read or not by this reload, decides it."""
         tasks = [Task.from_dict(data) for data in self._store.list("task")]
         event_ids = {record["id"] for record in self._store.list("event")}
         index = TaskIndex()
         for task in tasks:  # in intake order: the store lists by first write
             index.update(task)
+        by_id = {task.id: task for task in tasks}
         with self._lock:
-            self._tasks = {task.id: task for task in tasks}
+            for task_id in self._uncommitted & self._tasks.keys():
+                by_id[task_id] = self._tasks[task_id]
+                index.update(by_id[task_id])
+            tasks = list(by_id.values())
+            self._tasks = by_id
             self._index = index
-            self._event_ids = event_ids
-            self._uncommitted.clear()
+            self._event_ids = event_ids | self._event_ids  # an intake in flight keeps its event id
             Dispatch.__init__(self)
             Mirror.__init__(self)
             Liveness.__init__(self)

@@ -1,6 +1,8 @@
 """Manager.reload(): a follower's refresh and a new leader's take-over, over one shared store."""
 from __future__ import annotations
 
+import threading
+
 from manager.manager import Manager
 from scheduler.round_robin import RoundRobin
 from store import MemoryStore
@@ -43,3 +45,47 @@ def test_a_new_leader_gives_every_worker_a_liveness_period_and_finishes_the_work
     new.dispatch_pending()
     assert [address for address, _ in workers.sent] and new.get(task.id).attempt == 1
     assert store.get("task", task.id)["attempt"] == 1  # the placement is durable
+
+
+class HeldStore(MemoryStore):
+    """A store whose next commit lands only when `release` is set (a slow database)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held, self.release = threading.Event(), threading.Event()
+        self.hold_next = False
+
+    def submit(self, items):
+        if not self.hold_next:
+            return super().submit(items)
+        self.hold_next = False
+        items = list(items)
+
+        def wait():
+            self.held.set()
+            assert self.release.wait(10)
+            super(HeldStore, self).submit(items)()
+        return wait
+
+
+def test_a_task_whose_intake_commits_after_a_reload_is_kept_and_placed(clock):
+    """A new leader's take-over reload reads the store while an intake's commit is in flight:
+    the task must neither vanish from memory nor be left unplaced once the commit lands."""
+    store = HeldStore()
+    workers = FakeWorkerClient()
+    manager = Manager(list(WORKERS), workers, RoundRobin(), store, clock=clock)
+    manager.submit(_event())
+    store.hold_next = True
+    submitted: list = []
+    intake = threading.Thread(target=lambda: submitted.append(manager.submit(_event())))
+    intake.start()
+    assert store.held.wait(10)
+    manager.reload()  # the store does not have the second task yet
+    store.release.set()
+    intake.join(10)
+    task_id = submitted[0].id
+    assert store.get("task", task_id) is not None
+    assert manager.get(task_id).state is State.PENDING
+    manager.sync_nodes()
+    manager.dispatch_pending()
+    assert manager.get(task_id).attempt == 1 and store.get("task", task_id)["attempt"] == 1

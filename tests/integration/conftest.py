@@ -54,8 +54,10 @@ def split_cluster(cluster, workers: int = 2, **overrides):
                             ORCA_WORKERS=addresses, **overrides)
     return manager, procs
 
-def wait_for(check: Callable[[], object], timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
-    """Call `check` until it returns something truthy; return that, or fail after `timeout`."""
+def wait_for(check: Callable[[], object], timeout: float = 15.0, interval: float = 0.05, what: str = "condition",
+             explain: Callable[[], str] | None = None):
+    """Call `check` until it returns something truthy; return that, or fail after `timeout`
+    (with what `explain` says about the last state, when given)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -66,7 +68,7 @@ def wait_for(check: Callable[[], object], timeout: float = 15.0, interval: float
         if last and not isinstance(last, Exception):
             return last
         time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+    pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {last!r}" + (f"; {explain()}" if explain else ""))
 
 
 class OrcaProcess:

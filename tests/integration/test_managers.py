@@ -137,10 +137,15 @@ def test_kill_9_of_the_leader_mid_burst(managers, test_image):
     new_leader = managers.leader(among=survivors, other_than=leader.manager_url.removeprefix("http://"))
     assert managers.cluster_view(new_leader)["term"] > term
 
+    late: dict[str, str | None] = {}
+
     def all_running():
         states = managers.task_states(survivors[0])
-        return all(states.get(t) == "running" for t in acknowledged) and states
-    wait_for(all_running, timeout=120, interval=0.5, what="every acknowledged task to run")
+        late.clear()
+        late.update({t: states.get(t) for t in acknowledged if states.get(t) != "running"})
+        return not late and states
+    wait_for(all_running, timeout=120, interval=0.5, what="every acknowledged task to run",
+             explain=lambda: f"not running: {dict(Counter(late.values()))}, e.g. {list(late)[:3]}")
     copies = wait_for(lambda: (c := managers.running_copies()) and all(c[t] == 1 for t in acknowledged) and c,
                       timeout=30, what="exactly one running container per task")
     assert max(copies.values()) == 1, [t for t, n in copies.items() if n > 1]
