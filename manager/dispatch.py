@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 RETRY_FIRST = 0.5  # seconds before a failed send is tried again, doubling
 RETRY_CAP = 8.0
 RESCAN_EVERY = 10.0  # seconds between full scans of the tasks (the safety net)
-PLACE_PER_PASS = 2000  # tasks placed per pass: a burst is placed in slices, the first running sooner
+PLACE_PER_PASS = 500  # tasks placed per pass: a burst is placed in slices (the first running sooner,
+                      # and intake never waits long for the lock a pass holds while it places)
 
 
 class Dispatch:
@@ -38,6 +39,7 @@ class Dispatch:
 
     def __init__(self: "Manager") -> None:
         self._work: OrderedDict[str, None] = OrderedDict()  # tasks to place or settle, oldest first
+        self._blocked: OrderedDict[str, None] = OrderedDict()  # tasks no node had room for (manager/placing.py)
         self._unsent: set[str] = set()  # placed attempts not known to have reached their worker
         self._stopping: set[str] = set()  # stopped by the user, not yet reported ended
         self._retry_at: dict[str, tuple[float, float]] = {}  # task -> (next try, current delay)
@@ -52,7 +54,9 @@ class Dispatch:
         if task.id in self._uncommitted:
             return
         action = lifecycle.next_action(task, task.id in self._unsent)
-        if action in (Action.PLACE, Action.CANCEL):
+        if action is Action.PLACE and task.id in self._blocked:
+            pass  # parked until room may have appeared (manager/placing.py)
+        elif action in (Action.PLACE, Action.CANCEL):
             self._work[task.id] = None
         elif task.node is not None and task.node not in self._by_name and not task.state.is_terminal:
             self._work[task.id] = None  # its node was removed: placed again (_reconcile)
@@ -60,6 +64,7 @@ class Dispatch:
             self._stopping.add(task.id)
         if task.state.is_terminal:
             self._work.pop(task.id, None)
+            self._blocked.pop(task.id, None)
             self._stopping.discard(task.id)
             self._unsent.discard(task.id)
             self._retry_at.pop(task.id, None)
@@ -67,7 +72,7 @@ class Dispatch:
     def pending_count(self: "Manager") -> int:
         """Tasks waiting for placement, delivery or a stop."""
         with self._lock:
-            return len(self._work) + len(self._unsent) + len(self._stopping)
+            return len(self._work) + len(self._blocked) + len(self._unsent) + len(self._stopping)
 
     def dispatch_pending(self: "Manager") -> int:
         """One reconcile pass over the work sets (and, every RESCAN_EVERY s, over every
@@ -81,6 +86,8 @@ class Dispatch:
                 self._next_scan = now + RESCAN_EVERY
                 for task_id in self._index.unfinished():  # finished tasks have nothing to do
                     self._schedule_work(self._tasks[task_id])
+                self._room_freed = True  # and the parked tasks are tried again
+            self._unblock_if_room()
             taken = list(itertools.islice(self._work, PLACE_PER_PASS))
             for task_id in taken:
                 del self._work[task_id]
@@ -135,6 +142,7 @@ class Dispatch:
             for task_id in task_ids:
                 task = self._tasks.get(task_id)
                 if task is not None and lifecycle.next_action(task, False) in (Action.PLACE, Action.CANCEL):
+                    self._blocked.pop(task_id, None)
                     self._work[task_id] = None
 
     def _node_changed(self: "Manager", name: str) -> str | None:
@@ -178,73 +186,6 @@ class Dispatch:
             return
         for task in done:
             self._settled(task)
-
-    def _place_all(self: "Manager", plan: "_Plan") -> None:
-        """Choose a node for each task to place and record the new attempts durably in one
-        commit (each choice sees the ones before it: the placement index follows every
-        attempt as it is made), then add them to the plan's sends. A task no node can take
-        stays pending with the reason (written only when it changes); `no_room` remembers,
-        for this pass, the reason each shape of task (requests, constraints, ports) found none."""
-        if not plan.place:
-            return
-        no_room: dict[tuple, str] = {}
-        waiting: dict[str, str] = {}  # task -> why no node can take it
-
-        held: list[str] = []
-
-        def place_one(task: Task) -> bool:
-            if lifecycle.next_action(task, False) is not Action.PLACE:
-                return False
-            if self._held(task.id):  # kept in the work set: placed once its old copy has stopped
-                held.append(task.id)
-                return False
-            shape = _shape(task)
-            reason = no_room.get(shape)
-            node = None
-            if reason is None:
-                placement = self._scheduler.place(task, self._cluster())
-                node, reason = placement.node, placement.reason
-            if reason is not None or node is None:
-                no_room[shape] = waiting[task.id] = reason or "no node can take it"
-                return False
-            changed = self._node_changed(node.name)
-            if changed is not None:  # the lock was let go meanwhile: placed again next pass
-                log.info("task %s: %s; it is placed again", task.id, changed)
-                held.append(task.id)
-                return False
-            lifecycle.place(task, node.name)
-            self._track_placement(task)  # the next choice of this pass sees this one
-            return True
-        with self._lock:
-            tasks = [self._tasks[i] for i in plan.place if i in self._tasks]
-        try:
-            placed = self._commit_many(tasks, place_one)
-        except Unavailable as exc:
-            log.warning("%d placement(s) wait: %s", len(tasks), exc)
-            self._requeue(plan.place)
-            return
-        with self._lock:
-            for task in placed:
-                self._unsent.add(task.id)
-                plan.sends.setdefault(task.node, []).append((task.id, Action.SEND_RUN))
-                log.info("task %s attempt %d placed on %s", task.id, task.attempt, task.node)
-        self._wait_for_room(waiting)
-        self._requeue(held)
-
-    def _wait_for_room(self: "Manager", waiting: dict[str, str]) -> None:
-        """Tasks no node could take: record why (when it changed), try again next pass."""
-        if not waiting:
-            return
-        with self._lock:
-            tasks = [self._tasks[i] for i in waiting]
-        try:
-            self._commit_many(tasks, lambda t: t.pending_reason != waiting[t.id]
-                              and setattr(t, "pending_reason", waiting[t.id]) is None)
-        except Unavailable as exc:
-            log.warning("%d pending reason(s) not recorded: %s", len(tasks), exc)
-        for task_id, reason in waiting.items():
-            log.info("task %s waits: %s", task_id, reason)
-        self._requeue(list(waiting))
 
     def _send_batch(self: "Manager", node_name: str, items: list[tuple[str, Action]]) -> int:
         """Send a node its runs and stops in one batched request; take each answer. Returns
@@ -344,14 +285,6 @@ class _Plan:
     place: list[str] = field(default_factory=list)
     gone: list[tuple[str, str]] = field(default_factory=list)  # (task, the removed node it was on)
     sends: dict[str, list[tuple[str, Action]]] = field(default_factory=dict)
-
-
-def _shape(task: Task) -> tuple:
-    """What decides whether a node can take a task, apart from the node: two tasks of one
-    shape fit on the same nodes."""
-    constraints = tuple((c["label"], c["op"], str(c["value"])) for c in task.constraints)
-    ports = tuple(sorted((k, p) for k, p in task.ports.items() if p is not None))
-    return task.cpu, task.memory, task.disk, constraints, ports
 
 
 def _in_order(calls: list[Callable[[], int]]) -> list[int]:

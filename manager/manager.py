@@ -20,6 +20,7 @@ from manager.liveness import Liveness
 from manager.mirror import Mirror
 from manager.nodes import Drainer, NodeRegistry
 from manager.placement import PlacementIndex
+from manager.placing import Placing
 from manager.queries import Queries
 from node import Node
 from scheduler import Scheduler
@@ -41,7 +42,7 @@ class WorkerAPI(Protocol):
     def health(self, address: str) -> dict[str, Any]: ...
 
 
-class Manager(Intake, Dispatch, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry, Drainer):
+class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry, Drainer):
     """Owns the task DB, the nodes and the work sets, behind one lock.
 
     Request threads call submit/stop/get/list; the periodic passes dispatch_pending,

@@ -34,6 +34,7 @@ class PlacementIndex:
             self._placed.get(before, {}).pop(task.id, None)
             del self._where[task.id]
             self._allocate(before, task, -1)
+            self._room_freed = True
             self.on_work()  # room was freed: a task waiting for it is placed now, not at the next tick
             if after is None and not task.state.is_terminal:
                 self._avoid[task.id] = before  # moved: its next attempt goes elsewhere if it can

@@ -9,7 +9,10 @@ The invariants added here, checked after every step:
      the tasks placed there;
   N3 a drain completes only when no task is placed on the node and, unless the node was cut
      off during the drain, no container runs there;
-  N4 no task that has not ended is placed on a node the manager no longer has.
+  N4 no task that has not ended is placed on a node the manager no longer has;
+  N5 a task parked for want of room (not tried again at every pass) is one no node can
+     take, unless room may have appeared since and the manager noted it (its next pass
+     tries the parked tasks again).
 "No task lost or duplicated by a drain" is the state model's invariants 1 and 4 (every
 acknowledged task runs exactly once at quiescence; never two running copies of a task but
 on a host cut off since), which the base checker keeps checking.
@@ -23,12 +26,13 @@ from manager.manager import Manager
 from node.model import RESOURCES
 from node.validation import DrainRequest, Registration
 from scheduler import Spread
+from scheduler.feasible import why_not
 from task import Conflict, NotFound, Task, TaskEvent, Unavailable
 from tests.sim import driver
 from tests.sim.invariants import Checker, InvariantViolation
 from tests.sim.world import DOWN_AFTER, MARGIN, World
 
-CPUS = (0.0, 0.5, 1.0)  # a task's cpu request; each node offers 4 (the simulated /stats)
+CPUS = (0.0, 0.5, 1.0, 2.0)  # a task's cpu request; each node offers 4 (the simulated /stats)
 EPSILON = 1e-6
 
 
@@ -87,6 +91,18 @@ class NodeChecker(Checker):
             if task.node is not None and not task.state.is_terminal and task.node not in nodes:
                 self.fail("N4", f"task {task.id} is placed on {task.node}, which the manager no longer has")
         self.cancelled.clear()
+        self._parked(manager)
+
+    def _parked(self, manager: Manager) -> None:
+        with manager._lock:
+            if manager._room_freed or manager._nodes_signature() != manager._nodes_seen:
+                return
+            cluster = manager._cluster()
+            for task_id in manager._blocked:
+                task = manager._tasks[task_id]
+                fits = [n.name for n in manager._nodes if why_not(task, n, cluster) is None]
+                if fits:
+                    self.fail("N5", f"task {task_id} is parked for want of room, but {fits} can take it")
 
     def fail(self, number, message: str) -> None:
         raise InvariantViolation(f"invariant {number}: {message}")
