@@ -5,6 +5,7 @@ run, on the same machine, so the ratio is what counts.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -14,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -221,3 +223,39 @@ def report(title: str, rows: list[tuple[str, str]], verdict: str) -> None:
     for name, value in rows:
         print(f"   {name:<{width}}  {value}")
     print(f"   -> {verdict}")
+
+
+class RunningWatch:
+    """Follows the manager's event stream (GET /events?topic=task) and notes when each task is
+    first shown `running`: the moment a GET would show it, without polling the manager (a GET
+    every few milliseconds would take CPU from the very pipeline being measured)."""
+
+    def __init__(self, url: str) -> None:
+        self._seen: dict[str, float] = {}
+        self._changed = threading.Condition()
+        self._response = requests.get(f"{url}/events", params={"topic": "task"}, stream=True, timeout=(5, 60))
+        self._response.raise_for_status()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for line in self._response.iter_lines():
+                if not line.startswith(b"data:"):
+                    continue
+                data = json.loads(line[5:]).get("data", {})
+                if data.get("state") == "running":
+                    with self._changed:
+                        self._seen.setdefault(data["id"], time.perf_counter())
+                        self._changed.notify_all()
+        except requests.RequestException:
+            pass  # closed at the end of the run
+
+    def running_at(self, task_id: str, timeout: float = 30.0) -> float:
+        """perf_counter() when the manager first showed the task running."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: task_id in self._seen, timeout):
+                raise TimeoutError(f"task {task_id} not running within {timeout} s")
+            return self._seen[task_id]
+
+    def close(self) -> None:
+        self._response.close()
