@@ -84,6 +84,7 @@ def run_role(role: str) -> int:
         print(f"orca: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_descriptor_limit()
     stop = threading.Event()
     install_signal_handlers(stop)
     try:
@@ -98,6 +99,19 @@ def run_role(role: str) -> int:
         return 1
     leave_stuck_threads()
     return 0
+
+
+def raise_descriptor_limit() -> None:
+    """Lift the soft limit on open descriptors to the hard one (as Go's runtime does): a
+    manager holds a connection per worker, and Debian's usual soft limit of 1,024 would stop
+    it short of a thousand workers."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError) as exc:  # not Unix, or not allowed: keep the limit
+        log.debug("descriptor limit left as it is: %s", exc)
 
 
 def leave_stuck_threads(grace: float = 2.0) -> None:

@@ -83,7 +83,7 @@ class Host:
         self._stats = host_stats.collect()
         self.server = create_server(self._dispatch, listen=" ".join(["127.0.0.1:0"] * count),
                                     threads=count + 32, connection_limit=count * 4 + 100, channel_timeout=600,
-                                    ident="orca-fleet")
+                                    ident="orca-fleet", asyncore_use_poll=True)  # select() stops at fd 1023
         listening = getattr(self.server, "effective_listen", None) or [(self.server.effective_host,
                                                                          self.server.effective_port)]
         self.addresses = [f"{host}:{port}" for host, port in listening]

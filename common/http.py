@@ -194,9 +194,12 @@ class Server:
     def __init__(self, app: Flask, host: str, port: int, threads: int = 16, name: str = "http") -> None:
         # waitress stops accepting at connection_limit (default 100) until idle keep-alive
         # connections time out: clients that keep their connections open would stall others.
+        # Its loop uses select() unless told to poll(): select() cannot watch a descriptor
+        # past 1023, and its loop dies on the first one, which a manager following 1,000
+        # workers (a connection each) reaches.
         self._server = create_server(app, host=host, port=port, threads=threads, connection_limit=CONNECTION_LIMIT,
                                      channel_timeout=30, ident="orca", clear_untrusted_proxy_headers=True,
-                                     channel_request_lookahead=REQUEST_LOOKAHEAD)
+                                     channel_request_lookahead=REQUEST_LOOKAHEAD, asyncore_use_poll=True)
         self._thread = threading.Thread(target=self._run, name=f"{name}-server", daemon=True)
         self._closed = False
         self.host = host
