@@ -72,9 +72,9 @@ class Follower:
             while not self._halt.is_set() and not self._stopped:
                 for name in [n for n, task in followed.items() if task.done()]:
                     del followed[name]  # a removed node: followed again if it joins again
-                for node in self._manager.nodes():
-                    if node.name not in followed:
-                        followed[node.name] = asyncio.create_task(self._follow(node.name, node.address))
+                for name, address in self._manager.node_addresses():
+                    if name not in followed:
+                        followed[name] = asyncio.create_task(self._follow(name, address))
                 try:
                     await asyncio.wait_for(self._halt.wait(), NEW_NODES_EVERY)
                 except asyncio.TimeoutError:

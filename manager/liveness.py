@@ -35,6 +35,12 @@ class Liveness:
         # frozen worker delays neither the others' checks nor the next pass.
         if not hasattr(self, "fan_out_checks"):  # kept across reload()
             self.fan_out_checks: Callable[[list[Callable[[], int]]], list[int]] = lambda calls: [c() for c in calls]
+        # A worker whose change feed answered within `fresh_for` s is alive: its check (two
+        # calls) is skipped unless its stats and engine state are `refresh_after` s old. Both
+        # 0 (every node checked at every pass) unless the service sets them (ManagerService).
+        if not hasattr(self, "fresh_for"):
+            self.fresh_for, self.refresh_after = 0.0, 0.0
+        self._checked_at: dict[str, float] = {}  # node -> when its last full check was sent
 
     def sync_nodes(self: "Manager") -> None:
         """Check each worker's liveness (GET /stats) and engine (GET /health), through
@@ -42,13 +48,24 @@ class Liveness:
         engine is unreachable stays up but gets no new tasks. Then settle the tasks of lost
         nodes whose stop_after_disconnect has passed."""
         calls = []
+        now = self._clock()
         with self._lock:
             for node in list(self._nodes):  # nodes join and leave meanwhile
-                if node.name not in self._checking:  # one check per node in flight: a slow one is not doubled
-                    self._checking.add(node.name)
-                    calls.append(lambda node=node: self._check_safely(node))
+                if node.name in self._checking:  # one check per node in flight: a slow one is not doubled
+                    continue
+                if self._heard_lately(node, now):
+                    continue
+                self._checking.add(node.name)
+                self._checked_at[node.name] = now
+                calls.append(lambda node=node: self._check_safely(node))
         self.fan_out_checks(calls)
         self._settle_deferred()
+
+    def _heard_lately(self: "Manager", node: Node, now: float) -> bool:
+        """True when the node's change feed answered within `fresh_for` s and its last full
+        check is less than `refresh_after` s old: no need to ask it now (caller holds the lock)."""
+        return (node.is_up and not node.lost and now - node.last_answer < self.fresh_for
+                and now - self._checked_at.get(node.name, float("-inf")) < self.refresh_after)
 
     def _check_safely(self: "Manager", node: Node) -> int:
         try:

@@ -287,6 +287,11 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
         with self._lock:
             return [copy.copy(n) for n in self._nodes]
 
+    def node_addresses(self) -> list[tuple[str, str]]:
+        """(name, address) of every node, in configuration order (no copies of the nodes)."""
+        with self._lock:
+            return [(n.name, n.address) for n in self._nodes]
+
     def is_node_up(self, node_name: str) -> bool:
         """True while the node answers its liveness checks (no copy made)."""
         with self._lock:
