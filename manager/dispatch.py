@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 RETRY_FIRST = 0.5  # seconds before a failed send is tried again, doubling
 RETRY_CAP = 8.0
 RESCAN_EVERY = 10.0  # seconds between full scans of the tasks (the safety net)
-PLACE_PER_PASS = 500  # tasks placed per pass: a burst is placed in slices (the first running sooner,
-                      # and intake never waits long for the lock a pass holds while it places)
+PLACE_PER_PASS = 10_000  # tasks placed per pass: a burst is placed in slices, the first running sooner;
+                         # large enough that a pass over 1,000 nodes sends each several tasks in one request
 
 
 class Dispatch:

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PAUSE = 0.5  # seconds before polling again a worker that is down or did not answer (ORCA_SYNC_INTERVAL)
-APPLIERS = 4  # threads applying reports (they take the manager's lock and wait for the store)
+APPLIERS = 16  # threads applying reports (they take the manager's lock and wait for the store: the
+               # more wait at once, the more reports one commit carries)
 NEW_NODES_EVERY = 1.0  # seconds between looks for nodes to follow that were added since
 
 

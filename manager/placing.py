@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PLACE_PER_COMMIT = 500  # placements recorded in one commit, under one hold of the lock: intake
+                        # never waits long for it, however many tasks a pass places
+
 
 class Placing:
     """Mixin of Manager: _place_all() and the blocked tasks."""
@@ -32,9 +35,9 @@ class Placing:
     _nodes_seen: int | None = None  # the nodes' signature at the last unblock
 
     def _place_all(self: "Manager", plan: "_Plan") -> None:
-        """Choose a node for each task to place and record the new attempts durably in one
-        commit (each choice sees the ones before it: the placement index follows every
-        attempt as it is made), then add them to the plan's sends. A task no node can take
+        """Choose a node for each task to place and record the new attempts durably, one
+        commit per PLACE_PER_COMMIT tasks (each choice sees the ones before it: the placement
+        index follows every attempt as it is made), then add them to the plan's sends. A task no node can take
         stays pending with the reason (written only when it changes); `no_room` remembers,
         for this pass, the reason each shape of task (requests, constraints, ports) found none."""
         if not plan.place:
@@ -67,19 +70,21 @@ class Placing:
             lifecycle.place(task, node.name)
             self._track_placement(task)  # the next choice of this pass sees this one
             return True
-        with self._lock:
-            tasks = [self._tasks[i] for i in plan.place if i in self._tasks]
-        try:
-            placed = self._commit_many(tasks, place_one)
-        except Unavailable as exc:
-            log.warning("%d placement(s) wait: %s", len(tasks), exc)
-            self._requeue(plan.place)
-            return
-        with self._lock:
-            for task in placed:
-                self._unsent.add(task.id)
-                plan.sends.setdefault(task.node, []).append((task.id, Action.SEND_RUN))
-                log.info("task %s attempt %d placed on %s", task.id, task.attempt, task.node)
+        for start in range(0, len(plan.place), PLACE_PER_COMMIT):  # the lock is let go between chunks
+            chunk = plan.place[start:start + PLACE_PER_COMMIT]
+            with self._lock:
+                tasks = [self._tasks[i] for i in chunk if i in self._tasks]
+            try:
+                placed = self._commit_many(tasks, place_one)
+            except Unavailable as exc:
+                log.warning("%d placement(s) wait: %s", len(plan.place) - start, exc)
+                self._requeue(plan.place[start:])
+                break
+            with self._lock:
+                for task in placed:
+                    self._unsent.add(task.id)
+                    plan.sends.setdefault(task.node, []).append((task.id, Action.SEND_RUN))
+                    log.info("task %s attempt %d placed on %s", task.id, task.attempt, task.node)
         self._wait_for_room(waiting)
         self._requeue(held)
 

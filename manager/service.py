@@ -24,7 +24,7 @@ from store import open_store
 
 log = logging.getLogger(__name__)
 
-SEND_THREADS = 16  # batched sends to workers in flight at once (one per node)
+SEND_THREADS = 64  # batched sends to workers in flight at once (one per node; each mostly waits for its worker)
 CHECK_THREADS = 16  # liveness checks in flight at once
 SERVICES_INTERVAL = 1.0  # seconds between the services' safety-net reconcile passes (changes wake them at once)
 LONG_POLL = 2.0  # seconds a watcher's GET /tasks?since=N&wait=S may wait for a change
