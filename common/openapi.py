@@ -94,11 +94,11 @@ LOG_PARAMETERS = (
 )
 
 
-def logs_operation(operation_id: str) -> dict[str, Any]:
-    """GET /tasks/{task_id}/logs, the same on the manager and on a worker."""
+def logs_operation(operation_id: str, extra: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+    """GET /tasks/{task_id}/logs, the same on the manager and on a worker (plus `extra` parameters)."""
     return operation(operation_id, "The task's output (stdout and stderr), streamed as text", "tasks",
                      {200: text_response("the output; empty while the task has no container")},
-                     (400, 404, 503), parameters=LOG_PARAMETERS)
+                     (400, 404, 503), parameters=LOG_PARAMETERS + extra)
 
 
 def meta_paths() -> dict[str, Any]:

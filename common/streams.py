@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 _END = object()
 HEARTBEAT = b""  # relay()'s "nothing new, still here"
 MAX_FRAME_HEAD = 16  # hex digits of a frame's length, and its newline
+# ?keepalive=S on a worker's log follow (the manager's follows): the stream is framed and
+# carries a heartbeat after every S seconds without output.
+MIN_KEEPALIVE, MAX_KEEPALIVE = 0.1, 60.0
 
 
 class StreamLimit:

@@ -11,7 +11,8 @@ from common.http import create_json_app, json_body
 from common.metrics import WorkerMetrics, serve_metrics
 from common.openapi import serve_document
 from common.query import LogOptions, log_options, query_float
-from common.streams import StreamLimit, client_gone, framed, relay, text_response, until_broken
+from common.streams import (MAX_KEEPALIVE, MIN_KEEPALIVE, StreamLimit, client_gone, framed, relay, text_response,
+                            until_broken)
 from common.query import query_int
 from task import NotFound, State, Task, TaskEvent, Unavailable, ValidationError, parse_uuid
 from worker.logs import TaskLogFollower
@@ -26,9 +27,6 @@ VERSION_HEADER = "X-Orca-Version"
 INSTANCE_HEADER = "X-Orca-Instance"
 MAX_WAIT = 30.0  # seconds a GET /tasks?since=N&wait=S may block
 MAX_FOLLOWS = 8  # log follows served at once; each holds a request thread
-# ?keepalive=S (the manager's follows): the stream is framed (common/streams.py) and carries a
-# heartbeat after every S seconds without output.
-MIN_KEEPALIVE, MAX_KEEPALIVE = 0.1, 60.0
 
 
 def create_app(worker: Worker, stats: Callable[[], dict[str, Any]], allowed_images: tuple[str, ...] = (),

@@ -7,6 +7,7 @@ from typing import Any
 from common.openapi import (
     TASK_ID, document, json_response, logs_operation, number_query, operation, query,
 )
+from common.streams import MAX_KEEPALIVE, MIN_KEEPALIVE
 from task.schema import ref, task_schemas
 from task.validation import MAX_RESTARTS
 from task.wire import MAX_ATTEMPT, MAX_BATCH
@@ -71,7 +72,11 @@ def worker_document(max_wait: float, version_header: str, instance_header: str) 
                                 parameters=(query("attempt", ATTEMPT, "stop only this attempt (or a newer "
                                                   "one); unknown here: a completed record of it is kept"),)),
         },
-        "/tasks/{task_id}/logs": {"parameters": [TASK_ID], "get": logs_operation("getTaskLogs")},
+        "/tasks/{task_id}/logs": {"parameters": [TASK_ID], "get": logs_operation("getTaskLogs", (number_query(
+            "keepalive", MIN_KEEPALIVE, MAX_KEEPALIVE, None,
+            "with follow: frame the stream (common/streams.py) and send a heartbeat frame after this many "
+            "seconds without output, so a reader can tell a quiet task from a silent worker (the manager's "
+            "follows use 2)"),))},
         "/stats": {"get": operation("getStats", "The host's figures", "nodes",
                                     {200: json_response("the host's stats", ref("Stats"))})},
         "/health": {"get": operation("getWorkerHealth", "Liveness: the worker and its Docker engine", "meta",
