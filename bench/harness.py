@@ -232,6 +232,7 @@ class RunningWatch:
 
     def __init__(self, url: str) -> None:
         self._seen: dict[str, float] = {}
+        self._closed = False
         self._changed = threading.Condition()
         self._response = requests.get(f"{url}/events", params={"topic": "task"}, stream=True, timeout=(5, 60))
         self._response.raise_for_status()
@@ -247,8 +248,9 @@ class RunningWatch:
                     with self._changed:
                         self._seen.setdefault(data["id"], time.perf_counter())
                         self._changed.notify_all()
-        except requests.RequestException:
-            pass  # closed at the end of the run
+        except (requests.RequestException, AttributeError, ValueError):
+            if not self._closed:  # else: closed at the end of the run, under the reader's feet
+                raise
 
     def running_at(self, task_id: str, timeout: float = 30.0) -> float:
         """perf_counter() when the manager first showed the task running."""
@@ -258,4 +260,5 @@ class RunningWatch:
             return self._seen[task_id]
 
     def close(self) -> None:
+        self._closed = True
         self._response.close()
