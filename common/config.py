@@ -19,6 +19,9 @@ MAX_PATTERN = 512
 MAX_PIDS_LIMIT = max(MAX_PIDS, 4_194_304)  # the kernel's pid_max ceiling
 TOKEN_HINT = ("generate a token and give every manager and worker the same one: "
               "export ORCA_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+DEFAULT_RETENTION = 86400.0  # a day
+MAX_RETENTION = 10 * 365 * 86400
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TOKEN = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: it travels in an HTTP header
 
 
@@ -55,6 +58,7 @@ class Config:
     health_interval: float = 5.0
     health_failures: int = 3
     gc_after: float = 600.0
+    retention: float | None = DEFAULT_RETENTION  # ORCA_RETENTION seconds; None: finished tasks are kept (off)
     token: str = field(default="", repr=False)  # a secret: never in repr, logs or responses
     database_url: str = field(default="", repr=False)  # may hold a password: never in repr or logs
     lease_ttl: float = 15.0
@@ -94,6 +98,22 @@ def _number(env, name, default, low, high, kind, what):
         raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
     if not low <= value <= high:  # also refuses nan
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _retention(env: Mapping[str, str]) -> float | None:
+    """ORCA_RETENTION: seconds, or a number with a unit (30s, 15m, 24h, 7d); "off" keeps
+    finished tasks. Raise ConfigError naming it."""
+    raw = env.get("ORCA_RETENTION", "").strip().lower()
+    if not raw:
+        return DEFAULT_RETENTION
+    if raw == "off":
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", raw)
+    value = float(match.group(1)) * _UNITS[match.group(2)] if match else -1.0
+    if not 1 <= value <= MAX_RETENTION:
+        raise ConfigError(f"ORCA_RETENTION must be a duration between 1s and {MAX_RETENTION // 86400}d "
+                          f"(seconds, or with a unit: 30s, 15m, 24h, 7d) or off, got {raw[:64]!r}")
     return value
 
 
@@ -228,6 +248,7 @@ def _build(env: Mapping[str, str], level: str) -> Config:
         health_interval=_float(env, "ORCA_HEALTH_INTERVAL", 5.0, 0.1, 3600),
         health_failures=_int(env, "ORCA_HEALTH_FAILURES", 3, 1, 1000),
         gc_after=_float(env, "ORCA_GC_AFTER", 600.0, 0.0, 10 * 365 * 86400),
+        retention=_retention(env),
         token=_token(env.get("ORCA_TOKEN", "")),
         allowed_images=_patterns(env.get("ORCA_ALLOWED_IMAGES", "")),
         manager_urls=_manager_urls(env.get("ORCA_MANAGER_URL", "")),

@@ -10,7 +10,7 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from common.http import create_json_app, json_body
 from common.metrics import ManagerMetrics, serve_metrics
 from common.openapi import serve_document
-from common.query import log_options, query_float, query_int
+from common.query import log_options, query_bool, query_float, query_int
 from common.streams import StreamLimit, client_gone, relay, text_response, until_broken
 from manager.cluster import cluster_view, create_cluster_blueprint
 from manager.events_api import HEARTBEAT, MAX_EVENT_STREAMS, create_events_blueprint
@@ -145,6 +145,8 @@ def create_app(manager: Manager, allowed_images: tuple[str, ...] = (), max_long_
 
     @api.delete("/tasks/<task_id>")
     def stop_task(task_id: str):
+        if query_bool("purge", False):  # a finished task: forgotten everywhere (manager/retention.py)
+            return jsonify(manager.purge(task_id).to_dict()), 200
         return jsonify(manager.stop(task_id).to_dict()), 202
 
     @api.get("/nodes")

@@ -143,6 +143,12 @@ class WorkerClient:
         params = {"attempt": attempt} if attempt is not None else None
         return self._json(self._call("DELETE", address, f"/tasks/{task_id}", params=params), address)
 
+    def purge_task(self, address: str, task_id: str) -> dict[str, Any]:
+        """DELETE ?purge=true: the worker forgets its finished copy of a task (and its container);
+        return the copy it forgot. Raises NotFound (no copy there), WorkerRejected (its copy has
+        not finished), WorkerUnavailable."""
+        return self._json(self._call("DELETE", address, f"/tasks/{task_id}", params={"purge": "true"}), address)
+
     def changes(self, address: str, since: int, wait: float = 0.0) -> tuple[str, int, list[dict[str, Any]]]:
         """Return (the worker's instance id, its version, the tasks it changed after `since`).
 

@@ -151,6 +151,11 @@ class TaskIndex:
         ids = [i for s in State if not s.is_terminal for i in states.get(s.value, ())]
         return sorted(ids, key=self._pos.__getitem__)
 
+    def finished_ids(self) -> list[str]:
+        """The ids of the tasks in a terminal state (completed, failed), in no set order."""
+        states = self._by["state"]
+        return [i for s in State if s.is_terminal for i in states.get(s.value, ())]
+
     def rebuild(self, tasks: Iterable[Task]) -> None:
         """Index `tasks` (in intake order) from scratch."""
         self.__init__()  # type: ignore[misc]

@@ -88,4 +88,5 @@ class Intake:
                 self._index.remove(event.task.id)
                 self._publish_task(event.task, "removed")
                 self._event_ids.discard(event.id)
+                self._event_of.pop(event.task.id, None)
                 self._uncommitted.discard(event.task.id)

@@ -22,6 +22,7 @@ from manager.nodes import Drainer, NodeRegistry
 from manager.placement import PlacementIndex
 from manager.placing import Placing
 from manager.queries import Queries
+from manager.retention import Retention
 from node import Node
 from scheduler import Scheduler
 from store import MemoryStore, Store
@@ -38,11 +39,12 @@ class WorkerAPI(Protocol):
     def send_orders(self, address: str, events: list[TaskEvent]) -> list[dict[str, Any] | OrcaError]: ...
     def stop_task(self, address: str, task_id: str, attempt: int | None = None) -> dict[str, Any]: ...
     def changes(self, address: str, since: int, wait: float = 0.0) -> tuple[str, int, list[dict[str, Any]]]: ...
+    def purge_task(self, address: str, task_id: str) -> dict[str, Any]: ...
     def stats(self, address: str) -> dict[str, Any]: ...
     def health(self, address: str) -> dict[str, Any]: ...
 
 
-class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry, Drainer):
+class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry, Drainer, Retention):
     """Owns the task DB, the nodes and the work sets, behind one lock.
 
     Request threads call submit/stop/get/list; the periodic passes dispatch_pending,
@@ -65,6 +67,7 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
         self._tasks: dict[str, Task] = {}
         self._index = TaskIndex()  # intake order, by state/node/service: fed by _save()
         self._event_ids: set[str] = set()
+        self._event_of: dict[str, str] = {}  # task id -> its intake event's id (purged with it)
         self._uncommitted: set[str] = set()  # tasks whose intake write is not durable yet
         self._nodes: list[Node] = []
         self._by_name: dict[str, Node] = {}
@@ -81,6 +84,7 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
         Mirror.__init__(self)
         Liveness.__init__(self)
         PlacementIndex.__init__(self)
+        Retention.__init__(self)
         self._init_drains()
         self._restore_drains(self._node_records)
         self._load()
@@ -95,6 +99,7 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
             self._index.update(task)
         for record in self._store.list("event"):
             self._event_ids.add(record["id"])
+            self._event_of[record["task_id"]] = record["id"]
             task = self._tasks.get(record["task_id"])
             if record.get("pending") and record.get("state") == State.COMPLETED.value and task is not None:
                 task.desired_state = DESIRED_STOPPED  # a stop queued by a manager from before desired_state
@@ -113,20 +118,32 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
         versioned reports make that harmless), and the work left is derived anew. A task whose
         intake or stop is being committed right now stays as it is in memory: that commit,
         read or not by this reload, decides it."""
-        tasks = [Task.from_dict(data) for data in self._store.list("task")]
-        event_ids = {record["id"] for record in self._store.list("event")}
+        with self._lock:
+            self._reload_started()
+        try:
+            tasks = [Task.from_dict(data) for data in self._store.list("task")]
+            events = self._store.list("event")
+        except BaseException:
+            with self._lock:
+                self._reload_drop_purged({})
+            raise
         index = TaskIndex()
         for task in tasks:  # in intake order: the store lists by first write
             index.update(task)
         by_id = {task.id: task for task in tasks}
         with self._lock:
+            for task_id in self._reload_drop_purged(by_id):  # purged since the read began: they stay purged
+                index.remove(task_id)
             for task_id in self._uncommitted & self._tasks.keys():
                 by_id[task_id] = self._tasks[task_id]
                 index.update(by_id[task_id])
+            purged = [task for task_id, task in self._tasks.items() if task_id not in by_id]  # by another manager
             tasks = list(by_id.values())
             self._tasks = by_id
             self._index = index
-            self._event_ids = event_ids | self._event_ids  # an intake in flight keeps its event id
+            kept = {task_id: e for task_id, e in self._event_of.items() if task_id in by_id}  # intakes in flight
+            self._event_of = {**{r["task_id"]: r["id"] for r in events if r["task_id"] in by_id}, **kept}
+            self._event_ids = {r["id"] for r in events} | set(kept.values())
             Dispatch.__init__(self)
             Mirror.__init__(self)
             Liveness.__init__(self)
@@ -141,6 +158,8 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
                 self._schedule_work(task)
                 if self._published.get(task.id) != _published_fields(task):
                     self._publish_task(task)  # what changed in the database since the last reload
+            for task in purged:
+                self._publish_task(task, "removed")
         self._notify_change()
         for name in added:
             self.on_node_added(name)
@@ -156,6 +175,7 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
             items.append(("task", task.id, task.to_dict()))
         items += [("event", e.id, {"id": e.id, "task_id": e.task.id, "state": e.state.value,
                                    "timestamp": e.timestamp}) for e in events]
+        self._event_of.update((e.task.id, e.id) for e in events)
         if not items:
             return _nothing
         for task in tasks:

@@ -128,9 +128,11 @@ class Mirror:
 
     def _take_report(self: "Manager", node_name: str, report: Report):
         task = self._tasks.get(report.task_id)
-        if task is None:
-            return None  # not ours (or not any more): the worker's GC handles its container
         key = (report.task_id, node_name, report.attempt)
+        if task is None:  # not ours (any more): purged, so it had ended; the worker's GC takes
+            if report.state in lifecycle.ACTIVE:  # its container, but a copy still running is stopped
+                self._order_kill(key, report)
+            return None
         if node_name == task.node and report.attempt == task.attempt:
             self._unsent.discard(task.id)  # it arrived
         verdict = lifecycle.judge(task, node_name, report)

@@ -115,8 +115,13 @@ def _task_paths(max_wait: float, default_wait: float) -> dict[str, Any]:
         "/tasks/{task_id}": {
             "parameters": [TASK_ID],
             "get": operation("getTask", "One task", "tasks", {200: task}, (404,)),
-            "delete": operation("stopTask", "Stop a task: its container is stopped and removed", "tasks",
-                                {202: json_response("stop requested", ref("Task"))}, (404, 409, 503)),
+            "delete": operation("stopTask", "Stop a task (its container is stopped and removed); with "
+                                "?purge=true, purge a finished task from the manager, the store and its worker",
+                                "tasks",
+                                {200: json_response("purged: the task as it was", ref("Task")),
+                                 202: json_response("stop requested", ref("Task"))}, (400, 404, 409, 503),
+                                parameters=(query("purge", {"type": "boolean", "default": False},
+                                                  "purge the finished task now (409 if it has not finished)"),)),
         },
         "/tasks/{task_id}/wait": {
             "parameters": [TASK_ID],

@@ -77,6 +77,9 @@ class ManagerService:
         self.jobs.add("dispatch_pending", gate(self.manager.dispatch_pending), config.dispatch_interval)
         self.jobs.add("reconcile_services", gate(self.services.reconcile_services), SERVICES_INTERVAL)
         self.jobs.add("settle_leaves", gate(self.cluster_nodes.settle_leaves), config.stats_interval)
+        self.manager.retention = config.retention
+        if config.retention is not None:
+            self.jobs.add("purge_finished", gate(self.manager.purge_finished), max(1.0, min(60.0, config.retention / 10)))
         self.manager.on_work = lambda: self.jobs.wake("dispatch_pending")
         self.manager.on_service_change = self.services.on_change = lambda: self.jobs.wake("reconcile_services")
         self._workers = workers

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from manager.queries import MAX_LIMIT
-from service.model import PAUSED, Rollout, Service
+from service.model import PAUSED, RUNNING, Rollout, Service
 from service.reconcile import Desired, NodeView, Plan, Replica, reconcile
 from task import DESIRED_STOPPED, Conflict, NotFound, State, Task, TaskEvent, Unavailable, utc_now
 
@@ -52,6 +52,24 @@ class ServicePass:
             log.info("service %s: replica %s on draining node %s is replaced first", task.service, task.id, node)
             self.on_change()
         return ours
+
+    def purge_blocker(self: "Services", task: Task) -> str | None:
+        """Why a finished replica must not be purged yet (Manager.purge_blocker), or None: the
+        reconciler still counts it while its end is recent (it is replaced after the delay) and,
+        during a running rollout, as a failure of the rollout's version. Reads without the lock
+        (the manager's lock is held by the caller): each read is one atomic lookup."""
+        service = self._services.get(task.service or "")
+        if service is None or service.deleting:
+            return None
+        rollout = service.rollout
+        if rollout is not None and rollout.state == RUNNING and task.service_version == rollout.to_version:
+            return (f"task {task.id} is a replica of version {rollout.to_version} of service {service.name}, "
+                    f"whose rollout is running and counts its failures; purge it once the rollout has ended")
+        seen = self._seen.get(task.id)
+        if seen is None or seen.ended_at is None or self._clock() < seen.ended_at + self._replace_delay:
+            return (f"task {task.id} is a replica of service {service.name} that ended a moment ago: the "
+                    f"service replaces it first; try again in {self._replace_delay:g} s")
+        return None
 
     # ----- the reconcile pass
 

@@ -50,6 +50,8 @@ class Services(ServicePass):
         events = getattr(manager, "events", None)  # manager/events.py's log, where the manager has one
         if events is not None:
             self.on_event = lambda kind, data: events.publish("service", kind, data)
+        if hasattr(manager, "purge_blocker"):  # the retention's veto (manager/retention.py)
+            manager.purge_blocker = self.purge_blocker
         if hasattr(manager, "drain_replacement"):  # the drainer's hook (manager/nodes/drain.py)
             manager.drain_replacement = self.take_over_drained
         if self._services:

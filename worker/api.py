@@ -13,11 +13,12 @@ from common.openapi import serve_document
 from common.query import LogOptions, log_options, query_float
 from common.streams import (MAX_KEEPALIVE, MIN_KEEPALIVE, StreamLimit, client_gone, framed, relay, text_response,
                             until_broken)
-from common.query import query_int
+from common.query import query_bool, query_int
 from task import NotFound, State, Task, TaskEvent, Unavailable, ValidationError, parse_uuid
 from worker.logs import TaskLogFollower
 from worker.orders import take_batch, take_order
 from worker.openapi import worker_document
+from worker.retention import Purger
 from worker.containers import RuntimeFailure
 from worker.worker import Worker
 
@@ -30,7 +31,8 @@ MAX_FOLLOWS = 8  # log follows served at once; each holds a request thread
 
 
 def create_app(worker: Worker, stats: Callable[[], dict[str, Any]], allowed_images: tuple[str, ...] = (),
-               max_follows: int = MAX_FOLLOWS, metrics: WorkerMetrics | None = None) -> Flask:
+               max_follows: int = MAX_FOLLOWS, metrics: WorkerMetrics | None = None,
+               purger: Purger | None = None) -> Flask:
     """Build the worker's Flask app around a Worker and a function returning host stats.
 
     Args:
@@ -39,7 +41,10 @@ def create_app(worker: Worker, stats: Callable[[], dict[str, Any]], allowed_imag
         max_follows: log follows served at once (503 beyond).
         metrics: what GET /metrics reports (the service wires its hooks); default: the
             worker's gauges only.
+        purger: the worker's retention (DELETE ?purge=true; the change feed's `since` is the
+            manager's acknowledgement); default: one with the default retention.
     """
+    purger = purger or Purger(worker)
     app = create_json_app(f"orca-worker-{worker.name}")
     instance = uuid.uuid4().hex  # tells the manager when this worker has restarted
     api = Blueprint("worker", __name__)
@@ -65,6 +70,8 @@ def create_app(worker: Worker, stats: Callable[[], dict[str, Any]], allowed_imag
             worker.check_ready()
         since = query_int("since", None, -2**63, 2**63 - 1)  # not an integer: 400, never "all tasks"
         wait = query_float("wait", 0.0, 0.0, MAX_WAIT)
+        if since is not None:
+            purger.acknowledge(since)
         if since is not None and wait:
             worker.db.wait_for_change(since, wait)
         if since is None:
@@ -84,10 +91,13 @@ def create_app(worker: Worker, stats: Callable[[], dict[str, Any]], allowed_imag
     def stop_task(task_id: str):
         worker.heard_from_manager()
         attempt = query_int("attempt", None, 1, 1 << 40)
+        purge = query_bool("purge", False)
         try:
             task_id = parse_uuid(task_id, "task id")
         except ValidationError:
             raise NotFound(f"task {task_id[:64]} not found") from None
+        if purge:
+            return jsonify(purger.purge(task_id).to_dict())
         task, _ = worker.submit(TaskEvent(task=Task(id=task_id, attempt=attempt), state=State.COMPLETED))
         return jsonify(task.to_dict()), 202
 

@@ -67,10 +67,15 @@ def worker_document(max_wait: float, version_header: str, instance_header: str) 
         "/tasks/{task_id}": {
             "parameters": [TASK_ID],
             "get": operation("getTask", "One task", "tasks", {200: task}, (404,)),
-            "delete": operation("stopTask", "Stop a task: its container is stopped and removed", "tasks",
-                                {202: json_response("stop requested", ref("Task"))}, (400, 404, 503),
+            "delete": operation("stopTask", "Stop a task (its container is stopped and removed); with "
+                                "?purge=true, forget a finished task", "tasks",
+                                {200: json_response("purged: the task as it was", ref("Task")),
+                                 202: json_response("stop requested", ref("Task"))}, (400, 404, 409, 503),
                                 parameters=(query("attempt", ATTEMPT, "stop only this attempt (or a newer "
-                                                  "one); unknown here: a completed record of it is kept"),)),
+                                                  "one); unknown here: a completed record of it is kept"),
+                                            query("purge", {"type": "boolean", "default": False},
+                                                  "forget the finished task and remove its container "
+                                                  "(409 if it has not finished)"))),
         },
         "/tasks/{task_id}/logs": {"parameters": [TASK_ID], "get": logs_operation("getTaskLogs", (number_query(
             "keepalive", MIN_KEEPALIVE, MAX_KEEPALIVE, None,

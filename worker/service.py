@@ -15,6 +15,7 @@ from worker.api import create_app
 from worker.fence import install_term_fence
 from worker.join import Joiner, node_id
 from worker.runtime import DockerRuntime, RuntimeFailure, RuntimeOptions
+from worker.retention import Purger
 from worker.upkeep import Upkeep
 from worker.worker import Policy, Worker
 
@@ -39,13 +40,14 @@ class WorkerService:
                         gc_after=config.gc_after)
         self.worker = Worker(self.name, self.runtime, policy, config.start_threads)
         self.upkeep = Upkeep(self.worker, probe=health.probe)
+        self.purger = Purger(self.worker, config.retention)
         self._config = config
         self._joiner: Joiner | None = None
         self._stats: dict[str, Any] = self._node_stats()
         self.metrics = WorkerMetrics(self.worker)
         self.worker.on_container = self.metrics.container_event
         app = create_app(self.worker, lambda: self._stats, allowed_images=config.allowed_images,
-                         metrics=self.metrics)
+                         metrics=self.metrics, purger=self.purger)
         require_token(app, config.token)
         self.term_fence = install_term_fence(app)  # after the token check: strangers learn nothing
         self.server = Server(app, config.worker_host, port, threads=config.http_threads, name=f"worker-{port}")
@@ -58,6 +60,8 @@ class WorkerService:
         self.jobs.add("check_health", self.upkeep.check_health, min(config.health_interval, HEALTH_TICK))
         self.jobs.add("stop_disconnected", self.upkeep.stop_disconnected, DISCONNECT_CHECK_INTERVAL)
         self.jobs.add("collect_garbage", self._collect_garbage, max(1.0, min(60.0, config.gc_after / 10)))
+        if config.retention is not None:
+            self.jobs.add("purge_finished", self.purger.purge_finished, max(1.0, min(60.0, config.retention / 10)))
         self.worker.on_work = lambda: self.jobs.wake("run_pending")
         self._halt = threading.Event()
         self._close_watch = lambda: None

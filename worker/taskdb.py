@@ -89,6 +89,18 @@ class TaskDB:
                 return copy.copy(chosen)
             return copy.copy(current) if current else None
 
+    def remove(self, task_id: str, keep: Callable[[Task], bool] = lambda t: False) -> Task | None:
+        """Forget a task (a purge) unless `keep(task)` says otherwise, under the lock; return
+        the task removed, or None (unknown, or kept). No version is spent: nothing changed that a
+        reader must see (a full listing simply no longer holds it)."""
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None or keep(task):
+                return None
+            del self._tasks[task_id]
+            self._changed.pop(task_id, None)
+            return task
+
     def get(self, task_id: str) -> Task | None:
         """A copy of the task, or None."""
         with self._lock:

@@ -234,6 +234,15 @@ class Worker(ContainerHandlers):
         except RuntimeError:  # shut down: the worker is going away
             log.debug("worker %s is shutting down: %s not run", self.name, getattr(fn, "__name__", fn))
 
+    def forget(self, task_id: str) -> None:
+        """Drop what the worker keeps about a purged task besides its record (its lock, unless
+        an operation holds it, and a stop's reason)."""
+        with self._guard:
+            lock = self._locks.get(task_id)
+            if lock is not None and not lock.locked():
+                del self._locks[task_id]
+            self._stopping.pop(task_id, None)
+
     def _lock_for(self, task_id: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(task_id, threading.Lock())

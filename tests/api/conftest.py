@@ -16,7 +16,7 @@ import pytest
 from manager.api import create_app as create_manager_app
 from manager.manager import Manager
 from scheduler import RoundRobin
-from task import NotFound, OrcaError, State, Task, TaskEvent
+from task import NotFound, OrcaError, State, Task, TaskEvent, WorkerRejected
 from worker.api import create_app as create_worker_app
 from worker.runtime import ContainerStatus, RuntimeFailure
 from worker.upkeep import Upkeep
@@ -129,6 +129,7 @@ class FakeWorkerClient:
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any]]] = []  # (address, event JSON), delivered only
         self.stops: list[tuple[str, str]] = []  # (address, task id), delivered only
+        self.purged: list[tuple[str, str]] = []  # (address, task id) forgotten by purge_task
         self._tasks: dict[str, dict[str, dict[str, Any]]] = {}  # address -> task id -> copy
         self._changed: dict[str, dict[str, int]] = {}  # address -> task id -> version
         self._versions: dict[str, int] = {}
@@ -192,6 +193,19 @@ class FakeWorkerClient:
         self.stops.append((address, task_id))
         self.report(address, task_id, state="completed", exit_code=137, finished_at=FakeRuntime.FINISHED_AT)
         return dict(self._tasks[address][task_id])
+
+    def purge_task(self, address: str, task_id: str) -> dict[str, Any]:
+        """DELETE ?purge=true: forget a finished copy (as worker/retention.py does)."""
+        self._check("purge_task", address)
+        held = self._tasks.get(address, {}).get(task_id)
+        if held is None:
+            raise NotFound(f"task {task_id} not found on worker {address}")
+        if held.get("state") not in ("completed", "failed"):
+            raise WorkerRejected(f"task {task_id} is {held.get('state')} on worker {address}")
+        del self._tasks[address][task_id]
+        self._changed.get(address, {}).pop(task_id, None)
+        self.purged.append((address, task_id))
+        return held
 
     def changes(self, address: str, since: int, wait: float = 0.0) -> tuple[str, int, list[dict[str, Any]]]:
         self._check("changes", address)
