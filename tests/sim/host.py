@@ -3,9 +3,11 @@ incarnation of the worker process, with the process faults crash, freeze and 503
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from tests.sim.clock import FakeClock, StepExecutor
 from tests.sim.runtime import FakeRuntime
+from worker.retention import Purger
 from worker.upkeep import Upkeep
 from worker.worker import Policy, Worker
 
@@ -22,6 +24,9 @@ class WorkerHost:
     runtime: FakeRuntime = field(init=False)
     worker: Worker | None = None
     upkeep: Upkeep | None = None
+    purger: Purger | None = None
+    retention: float | None = None  # the worker's ORCA_RETENTION (None: its own pass purges nothing)
+    wall_clock: Callable[[], float] = lambda: 0.0  # the purger's wall clock
     executor: StepExecutor | None = None
     incarnation: int = 0
     instance: str = ""
@@ -61,6 +66,7 @@ class WorkerHost:
         self.worker = Worker(self.name, self.runtime, POLICY, executor=self.executor, clock=self.clock,
                              first_version=first)
         self.upkeep = Upkeep(self.worker, wall_clock=lambda: self.gc_wall_clock)
+        self.purger = Purger(self.worker, self.retention, wall_clock=lambda: self.wall_clock())
 
     def adopt(self) -> None:
         """The service's start-up: record the engine state and adopt containers (the worker
@@ -77,5 +83,5 @@ class WorkerHost:
         """kill -9: the process, its queue and its DB are gone; containers stay."""
         if self.executor is not None:
             self.executor.shutdown()
-        self.worker = self.upkeep = self.executor = None
+        self.worker = self.upkeep = self.executor = self.purger = None
         self.cut_count += 1

@@ -54,6 +54,8 @@ def serve(host: WorkerHost, method: str, args: tuple[Any, ...]) -> tuple[int, An
         if method == "get":
             if not worker.ready:
                 raise Unavailable(f"worker {worker.name} is not ready")
+            if host.purger is not None:
+                host.purger.acknowledge(args[0])
             version, tasks = worker.db.changed_since(args[0])
             return 200, [t.to_dict() for t in tasks], {"version": str(version), "instance": host.instance}
         if method == "delete":
@@ -64,6 +66,8 @@ def serve(host: WorkerHost, method: str, args: tuple[Any, ...]) -> tuple[int, An
                 raise NotFound(f"task {task_id[:64]} not found") from None
             task, _ = worker.submit(TaskEvent(task=Task(id=task_id, attempt=attempt), state=State.COMPLETED))
             return 202, task.to_dict(), {}
+        if method == "purge":
+            return 200, host.purger.purge(parse_uuid(args[0], "task id")).to_dict(), {}
         if method == "stats":
             return 200, {"cpu_count": 4, "memory": {"total": 1 << 33}, "task_count": worker.active_count()}, {}
     except OrcaError as exc:
@@ -103,6 +107,9 @@ class SimNetwork:
 
     def stop_task(self, address: str, task_id: str, attempt: int | None = None) -> dict[str, Any]:
         return self._call(address, "delete", (task_id, attempt))[0]
+
+    def purge_task(self, address: str, task_id: str) -> dict[str, Any]:
+        return self._call(address, "purge", (task_id,))[0]
 
     def send_orders(self, address: str, events: list[TaskEvent]) -> list[Any]:
         """Like WorkerClient.send_orders: one request for the batch (faults hit it whole),
