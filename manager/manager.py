@@ -22,11 +22,12 @@ from manager.nodes import Drainer, NodeRegistry
 from manager.placement import PlacementIndex
 from manager.placing import Placing
 from manager.queries import Queries
+from manager.restore import Restore, published_fields
 from manager.retention import Retention
 from node import Node
 from scheduler import Scheduler
 from store import MemoryStore, Store
-from task import DESIRED_STOPPED, Conflict, InvalidTransition, NotFound, OrcaError, State, Task, TaskEvent, Unavailable, utc_now
+from task import DESIRED_STOPPED, Conflict, InvalidTransition, NotFound, OrcaError, Task, TaskEvent, Unavailable
 from task import lifecycle
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ class WorkerAPI(Protocol):
     def health(self, address: str) -> dict[str, Any]: ...
 
 
-class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry, Drainer, Retention):
+class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementIndex, NodeRegistry, Drainer, Retention,
+              Restore):
     """Owns the task DB, the nodes and the work sets, behind one lock.
 
     Request threads call submit/stop/get/list; the periodic passes dispatch_pending,
@@ -91,79 +93,6 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
 
     # ----- persistence
 
-    def _load(self) -> None:
-        """Rebuild tasks from the store (after a restart) and what is left to do for them."""
-        for data in self._store.list("task"):
-            task = Task.from_dict(data)
-            self._tasks[task.id] = task
-            self._index.update(task)
-        for record in self._store.list("event"):
-            self._event_ids.add(record["id"])
-            self._event_of[record["task_id"]] = record["id"]
-            task = self._tasks.get(record["task_id"])
-            if record.get("pending") and record.get("state") == State.COMPLETED.value and task is not None:
-                task.desired_state = DESIRED_STOPPED  # a stop queued by a manager from before desired_state
-        self._restore_moving()
-        for task in self._tasks.values():
-            self._track_placement(task)
-            self._schedule_work(task)
-            self._published[task.id] = _published_fields(task)
-        if self._tasks:
-            log.info("loaded %d task(s) from the store", len(self._tasks))
-
-    def reload(self) -> None:
-        """Replace the tasks in memory by the store's: a follower's refresh of its reads, and
-        a new leader's take-over. Every worker counts as just heard from (none is declared
-        lost before a whole liveness period of its own), reads from workers start over (the
-        versioned reports make that harmless), and the work left is derived anew. A task whose
-        intake or stop is being committed right now stays as it is in memory: that commit,
-        read or not by this reload, decides it."""
-        with self._lock:
-            self._reload_started()
-        try:
-            tasks = [Task.from_dict(data) for data in self._store.list("task")]
-            events = self._store.list("event")
-        except BaseException:
-            with self._lock:
-                self._reload_drop_purged({})
-            raise
-        index = TaskIndex()
-        for task in tasks:  # in intake order: the store lists by first write
-            index.update(task)
-        by_id = {task.id: task for task in tasks}
-        with self._lock:
-            for task_id in self._reload_drop_purged(by_id):  # purged since the read began: they stay purged
-                index.remove(task_id)
-            for task_id in self._uncommitted & self._tasks.keys():
-                by_id[task_id] = self._tasks[task_id]
-                index.update(by_id[task_id])
-            purged = [task for task_id, task in self._tasks.items() if task_id not in by_id]  # by another manager
-            tasks = list(by_id.values())
-            self._tasks = by_id
-            self._index = index
-            kept = {task_id: e for task_id, e in self._event_of.items() if task_id in by_id}  # intakes in flight
-            self._event_of = {**{r["task_id"]: r["id"] for r in events if r["task_id"] in by_id}, **kept}
-            self._event_ids = {r["id"] for r in events} | set(kept.values())
-            Dispatch.__init__(self)
-            Mirror.__init__(self)
-            Liveness.__init__(self)
-            added = self._reload_nodes()
-            self._restore_moving()
-            self._reset_placements(tasks)
-            now = self._clock()
-            for node in self._nodes:
-                node.generation += 1  # a read begun before the reload cannot be written back
-                node.misses, node.lost, node.last_answer = 0, False, now
-            for task in tasks:
-                self._schedule_work(task)
-                if self._published.get(task.id) != _published_fields(task):
-                    self._publish_task(task)  # what changed in the database since the last reload
-            for task in purged:
-                self._publish_task(task, "removed")
-        self._notify_change()
-        for name in added:
-            self.on_node_added(name)
-
     def _save(self, tasks: Iterable[Task] = (), events: Iterable[TaskEvent] = ()) -> Callable[[], None]:
         """Queue task and event records for the store (caller holds the lock); return the wait.
         Every task written goes through here, so this is also where the indexes follow it."""
@@ -193,7 +122,7 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
         """Publish a task write on the event log (caller holds the lock, which keeps one
         task's events in the order of its changes): "created", "state" when its state or
         attempt changed, else "updated"; `kind` overrides."""
-        now = _published_fields(task)
+        now = published_fields(task)
         before = self._published.get(task.id)
         if kind is None:
             kind = "created" if before is None else "state" if before[:2] != now[:2] else "updated"
@@ -366,11 +295,6 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
         if task is None:
             raise NotFound(f"task {task_id[:64]} not found")
         return task
-
-
-def _published_fields(task: Task) -> tuple:
-    """What a task event is about: (state, attempt) make a "state" event, the rest "updated"."""
-    return task.state.value, task.attempt, task.node, task.desired_state
 
 
 def task_event_data(task: Task, previous: str | None) -> dict[str, Any]:
