@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import requests
 
@@ -331,10 +331,11 @@ def direct_baseline(fleet: Fleet, tasks: int) -> float:
 
 
 def run(workers: int = 1000, tasks: int = 100_000, per_host: int = PER_HOST, baseline: bool = True,
-        recovery: bool = True) -> Figures:
+        recovery: bool = True, then: Callable[[str, Figures], None] | None = None) -> Figures:
     """One run; returns its figures (figures.problems lists any correctness failure).
     Without `baseline`, no baseline is measured; without `recovery`, no worker is killed and
-    the manager is not restarted."""
+    the manager is not restarted. `then(manager_url, figures)` runs once every task is
+    verified, before the recovery (the suite's reduced run checks purges there)."""
     figures = Figures(workers=workers, tasks=tasks)
     data_dir = tempfile.mkdtemp(prefix="orca-fleet-")
     fleet = Fleet(workers, per_host, data_dir)
@@ -353,6 +354,8 @@ def run(workers: int = 1000, tasks: int = 100_000, per_host: int = PER_HOST, bas
         done = throughput(fleet.url, tasks - 1, figures, probe)
         figures.worker_latencies = worker_latencies(verify(session, fleet, tasks, figures), done)
         figures.rss_mb = fleet.rss_mb()
+        if then is not None:
+            then(fleet.url, figures)
         if not recovery:
             return figures
         kill_worker(session, fleet, figures)

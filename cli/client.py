@@ -205,6 +205,11 @@ class ManagerClient:
         """Ask for a task to stop; return it. Raises UnknownTask, or ManagerRejected (409) if finished."""
         return self._json(self._task_call("DELETE", task_id), dict)
 
+    def purge(self, task_id: str) -> dict[str, Any]:
+        """Purge a finished task now (DELETE ?purge=true); return it as it was. Raises
+        UnknownTask, or ManagerRejected (409) if it has not finished."""
+        return self._json(self._task_call("DELETE", task_id, params={"purge": "true"}), dict)
+
     def nodes(self) -> list[dict[str, Any]]:
         """The workers with their latest stats."""
         return self._every("/nodes")

@@ -139,12 +139,15 @@ def status(task_id, as_json, manager_url) -> None:
 
 @click.command()
 @click.argument("task_id", metavar="ID")
+@click.option("--purge", is_flag=True, help="Purge a finished task now: the manager, its store and its worker "
+                                              "forget it (refused while it has not finished).")
 @manager_option
 @reports_errors
-def stop(task_id, manager_url) -> None:
+def stop(task_id, purge, manager_url) -> None:
     """Stop a task: its container is stopped and removed. Prints the task's id."""
     client = connect(manager_url)
-    task = client.stop(client.resolve(task_id))
+    task_id = client.resolve(task_id)
+    task = client.purge(task_id) if purge else client.stop(task_id)
     click.echo(task["id"])
 
 

@@ -129,9 +129,9 @@ class Mirror:
     def _take_report(self: "Manager", node_name: str, report: Report):
         task = self._tasks.get(report.task_id)
         key = (report.task_id, node_name, report.attempt)
-        if task is None:  # not ours (any more): purged, so it had ended; the worker's GC takes
-            if report.state in lifecycle.ACTIVE:  # its container, but a copy still running is stopped
-                self._order_kill(key, report)
+        if task is None:  # not ours: never (posted to the worker directly), or not any more (purged:
+            if report.state in lifecycle.ACTIVE and self.was_purged(report.task_id):  # it ended), but
+                self._order_kill(key, report)  # a copy still running somewhere is stopped
             return None
         if node_name == task.node and report.attempt == task.attempt:
             self._unsent.discard(task.id)  # it arrived

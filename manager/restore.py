@@ -32,6 +32,7 @@ class Restore:
             task = self._tasks.get(record["task_id"])
             if record.get("pending") and record.get("state") == State.COMPLETED.value and task is not None:
                 task.desired_state = DESIRED_STOPPED  # a stop queued by a manager from before desired_state
+        self._load_tombstones(self._store.list("purged"))
         self._restore_moving()
         for task in self._tasks.values():
             self._track_placement(task)
@@ -52,6 +53,7 @@ class Restore:
         try:
             tasks = [Task.from_dict(data) for data in self._store.list("task")]
             events = self._store.list("event")
+            tombstones = self._store.list("purged")
         except BaseException:
             with self._lock:
                 self._reload_drop_purged({})
@@ -61,6 +63,7 @@ class Restore:
             index.update(task)
         by_id = {task.id: task for task in tasks}
         with self._lock:
+            self._load_tombstones(tombstones)  # before the purges since the read are let go
             for task_id in self._reload_drop_purged(by_id):  # purged since the read began: they stay purged
                 index.remove(task_id)
             for task_id in self._uncommitted & self._tasks.keys():

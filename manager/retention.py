@@ -7,9 +7,15 @@ A purge is durable before it is answered or forgotten in memory: the task's reco
 intake event are deleted in one commit, and the task stays in memory, marked uncommitted,
 until that commit is done, so a reload that reads the store meanwhile keeps it, and one that
 read the store before cannot bring it back (`_purged_during_reload`). Only finished tasks are
-purged: nothing is placed, sent or stopped for them any more, so nothing is re-placed. A copy
+purged: nothing is placed, sent or stopped for them any more, so nothing is re-placed.
+
+A purge leaves a tombstone (kind "purged" in the store, written in the purge's commit): a copy
 of a purged task that a worker still runs (a worker cut off while its task ended elsewhere)
-is stopped when that worker reports it (Mirror: a report of an unknown task that runs).
+is stopped when that worker reports it (Mirror). A task the manager never held (posted to a
+worker directly) is left alone. A tombstone is buried one retention period (an hour at least) after its purge,
+but not while a worker that has been silent since before the purge is still down (it may hold
+such a copy), nor while a worker that came back has not been read again, nor while a copy
+found is being stopped.
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RETENTION = 86400.0  # seconds (ORCA_RETENTION)
 PURGE_BATCH = 1000  # tasks purged per commit by the periodic pass
+MIN_TOMBSTONE = 3600.0  # seconds a tombstone is kept at least (a run order sent before the purge may arrive late)
 
 
 class Retention:
@@ -38,9 +45,12 @@ class Retention:
         self.wall_clock: Callable[[], float] = time.time  # finished_at is wall-clock time
         # Services' veto: why a replica must be kept for now (a running rollout counts its failures).
         self.purge_blocker: Callable[[Task], str | None] = lambda task: None
+        self.tombstone_keep: float | None = None  # None: the retention, and at least MIN_TOMBSTONE
         self._purging: set[str] = set()  # purges being committed
         self._ended_seen: dict[str, float] = {}  # finished tasks with no finished_at -> when first seen so
         self._reloads_reading = 0  # reload() calls between their store read and taking the lock
+        # purged task id -> (when: wall clock, and manager clock; inf when read from the store)
+        self._tombstones: dict[str, tuple[float, float]] = {}
         self._purged_during_reload: set[str] = set()
 
     # ----- requests
@@ -106,6 +116,7 @@ class Retention:
                 break
         with self._lock:
             self._prune_cleaned()
+        self._bury_tombstones(now)
         if purged:
             log.info("purged %d task(s) finished more than %.0f s ago", purged, self.retention)
         return purged
@@ -135,13 +146,15 @@ class Retention:
         """Delete the tasks' records (and intake events) in one commit, then forget them in
         memory. Returns the tasks purged. Raises Unavailable if the commit failed (nothing is
         forgotten then)."""
+        now = self.wall_clock()
         with self._lock:
             chosen = [t for t in tasks if t.id not in self._purging and self._tasks.get(t.id) is t]
-            items: list[tuple[str, str, None]] = []
+            items: list[tuple[str, str, dict | None]] = []
             for task in chosen:
                 self._purging.add(task.id)
                 self._uncommitted.add(task.id)  # a reload meanwhile keeps it: this commit decides it
                 items.append(("task", task.id, None))
+                items.append(("purged", task.id, {"id": task.id, "at": now}))
                 event_id = self._event_of.get(task.id)
                 if event_id is not None:
                     items.append(("event", event_id, None))
@@ -157,6 +170,7 @@ class Retention:
         with self._lock:
             for task in chosen:
                 self._forget(task)
+                self._tombstones[task.id] = (now, self._clock())
         if chosen:
             self._notify_change()
         return chosen
@@ -178,6 +192,49 @@ class Retention:
         if self._reloads_reading:
             self._purged_during_reload.add(task_id)
         self._publish_task(task, "removed")
+
+    def _bury_tombstones(self: "Manager", now: float) -> None:
+        """Delete the tombstones older than one retention period (the default one when it is
+        off; an hour at least), unless a worker may still hold a copy, in one commit; a failed
+        commit leaves them for the next pass."""
+        keep = self.tombstone_keep or max(self.retention or DEFAULT_RETENTION, MIN_TOMBSTONE)
+        with self._lock:
+            if any(not node.lost and node.name not in self._cursors for node in self._nodes):
+                return  # a worker back from silence, not read again yet: it may hold copies
+            silent_since = min((node.last_answer for node in self._nodes if node.lost), default=float("inf"))
+            killing = {key[0] for key in self._kills}  # a copy found is being stopped: keep its tombstone
+            old = []
+            for task_id, (at, seen) in self._tombstones.items():  # oldest first
+                if now - at <= keep or len(old) >= PURGE_BATCH:
+                    break
+                if task_id in killing:
+                    continue
+                if silent_since == float("inf") or seen < silent_since:  # none down, or purged before they went silent
+                    old.append(task_id)
+        if not old:
+            return
+        try:
+            self._store.submit([("purged", task_id, None) for task_id in old])()
+        except Exception as exc:  # noqa: BLE001 - tried again at the next pass
+            log.warning("%d tombstone(s) of purged tasks kept for now: %s", len(old), exc)
+            return
+        with self._lock:
+            for task_id in old:
+                self._tombstones.pop(task_id, None)
+
+    def _load_tombstones(self: "Manager", records: list[dict]) -> None:
+        """Take the store's tombstones (at start and at a reload; caller holds the lock), and
+        keep those of purges committed since a reload's read began. Read from the store, a
+        tombstone's time on the manager's clock is unknown: it counts as after every silence."""
+        loaded = {r["id"]: (float(r.get("at", 0.0)), float("inf")) for r in records}
+        for task_id in self._purged_during_reload:
+            if task_id in self._tombstones:
+                loaded.setdefault(task_id, self._tombstones[task_id])
+        self._tombstones = dict(sorted(loaded.items(), key=lambda item: item[1][0]))
+
+    def was_purged(self: "Manager", task_id: str) -> bool:
+        """True if the task was purged within the last retention period (a tombstone holds it)."""
+        return task_id in self._tombstones
 
     def _prune_cleaned(self: "Manager") -> None:
         """Forget the stale copies seen cleaned up whose task is gone (caller holds the lock)."""

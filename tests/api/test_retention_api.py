@@ -183,6 +183,38 @@ def test_a_purged_task_is_never_sent_again_and_a_copy_still_running_is_stopped(m
     assert manager_client.get(f"/tasks/{task_id}").status_code == 404
 
 
+def test_a_task_the_manager_never_held_is_left_alone(manager, fake_workers):
+    manager.sync_nodes()
+    stranger = "1d2e3f40-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
+    fake_workers.report(W1, stranger, state="running", attempt=1)  # posted to the worker directly
+    manager.sync_tasks()
+    manager.send_kills()
+    assert fake_workers.stops == []
+
+
+def test_the_tombstone_outlives_a_restart_and_is_buried_after_the_retention(manager_client, manager, fake_workers):
+    manager.retention = 3600.0
+    task_id = submit(manager_client)
+    node = run_to_end(manager, fake_workers, task_id)
+    fake_workers.fail("purge_task", node, __import__("task").WorkerUnavailable("down"))
+    assert manager_client.delete(f"/tasks/{task_id}?purge=true").status_code == 200
+    assert manager.store.get("purged", task_id) is not None
+    again = Manager(["w1:1", "w2:2"], fake_workers, RoundRobin(), store=manager.store)
+    again.sync_nodes()
+    fake_workers.report(node, task_id, state="running", attempt=1)  # the copy that still runs there
+    again.sync_tasks()
+    again.send_kills()
+    assert (node, task_id) in fake_workers.stops  # stopped by the restarted manager too
+    again.retention = 3600.0
+    now = manager.store.get("purged", task_id)["at"]
+    again.wall_clock = lambda: now + 3599
+    again.purge_finished()
+    assert again.was_purged(task_id)
+    again.wall_clock = lambda: now + 3601
+    again.purge_finished()
+    assert not again.was_purged(task_id) and manager.store.count("purged") == 0
+
+
 def test_a_purge_racing_a_reload_does_not_bring_the_task_back(fake_workers):
     class HookedStore(MemoryStore):
         hook = None
@@ -288,3 +320,41 @@ def test_orca_retention_values(raw, seconds):
 def test_orca_retention_refuses_bad_values_naming_it(raw):
     with pytest.raises(ConfigError, match="ORCA_RETENTION"):
         from_env({"ORCA_RETENTION": raw})
+
+
+# ----- services
+
+
+def test_a_service_replica_is_purged_only_once_its_service_no_longer_counts_it(manager, fake_workers, clock):
+    from manager.services import Services
+
+    services = Services(manager, manager.store, clock=clock, replace_delay=5.0)
+    client = create_app(manager, services=services).test_client()
+    assert client.post("/services", json={"name": "web", "replicas": 1,
+                                          "task": {"image": "busybox", "command": ["sleep", "60"]}}).status_code == 201
+
+    def settle():
+        manager.sync_nodes()
+        for _ in range(3):
+            services.reconcile_services()
+            manager.dispatch_pending()
+            for task in manager.list():
+                if task.state is State.SCHEDULED and task.node:
+                    fake_workers.report(task.node, task.id, state="running", attempt=task.attempt)
+            manager.sync_tasks()
+    settle()
+    (first,) = manager.list()
+    fake_workers.report(first.node, first.id, state="failed", attempt=first.attempt, exit_code=1,
+                        error="exited with code 1", finished_at=ENDED)
+    manager.sync_tasks()
+    assert_error(client.delete(f"/tasks/{first.id}?purge=true"), 409, "service web", "replaces it first")
+    services.reconcile_services()
+    assert_error(client.delete(f"/tasks/{first.id}?purge=true"), 409, "replaces it first")
+    clock.advance(6.0)
+    settle()  # the replacement is placed and runs
+    assert len(manager.list()) == 2
+    assert client.delete(f"/tasks/{first.id}?purge=true").status_code == 200
+    settle()  # the purge changes nothing the service decides: one replica, no new placement
+    live = [t for t in manager.list() if not t.state.is_terminal]
+    assert len(manager.list()) == len(live) == 1 and live[0].state is State.RUNNING
+    assert client.get("/services/web").get_json()["running"] == 1

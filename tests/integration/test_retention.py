@@ -58,3 +58,34 @@ def test_the_retention_purges_finished_tasks_by_itself(cluster, test_image):
     assert 'orca_tasks{state="failed"} 0' in metrics
     manager.restart()
     assert requests.get(f"{url}/tasks/{done['id']}", timeout=5).status_code == 404
+
+
+def test_a_purge_through_a_follower_stays_purged_across_the_leaders_death(cluster, pg_database, test_image):
+    """Two managers on PostgreSQL: the purge is sent to the follower (which forwards it to the
+    leader); both stop knowing the task, and after kill -9 of the leader the new leader does not
+    bring it back nor place it again."""
+    from tests.integration.test_managers import Managers
+
+    managers = Managers(cluster, pg_database).start(workers=1, managers=2)
+    leader = managers.leader()
+    follower = next(m for m in managers.managers if m is not leader)
+    url = leader.manager_url
+    done = post_task(url, {"image": test_image, "command": ["sh", "-c", "exit 0"], "restart_policy": "no"}).json()
+    running = post_task(url, {"image": test_image, "command": ["sleep", "300"]}).json()
+    wait_state(url, done["id"], ("completed",), timeout=60)
+    wait_state(follower.manager_url, done["id"], ("completed",), timeout=30)
+    wait_state(url, running["id"], ("running",), timeout=60)
+
+    purged = requests.delete(f"{follower.manager_url}/tasks/{done['id']}?purge=true", timeout=30)
+    assert purged.status_code == 200, purged.text
+    assert requests.get(f"{url}/tasks/{done['id']}", timeout=5).status_code == 404
+    wait_for(lambda: requests.get(f"{follower.manager_url}/tasks/{done['id']}", timeout=5).status_code == 404,
+             timeout=30, what="the follower to stop knowing the purged task")
+
+    leader.kill()
+    assert managers.leader(among=[follower], other_than=url.removeprefix("http://")) is follower
+    new = follower.manager_url
+    assert wait_state(new, running["id"], ("running",), timeout=30)["attempt"] == 1
+    assert requests.get(f"{new}/tasks/{done['id']}", timeout=5).status_code == 404
+    assert [t["id"] for t in requests.get(f"{new}/tasks", timeout=5).json()] == [running["id"]]
+    assert not container_ids(cluster, done["id"])

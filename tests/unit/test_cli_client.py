@@ -176,6 +176,20 @@ def test_a_404_for_a_task_is_an_unknown_task_and_a_missing_route_is_not(fake):
         client.stop(TASK_ID)
 
 
+def test_stop_purge_sends_delete_with_purge_and_prints_the_id(fake):
+    fake.routes[("DELETE", f"/tasks/{TASK_ID}")] = (200, {"id": TASK_ID, "state": "completed"})
+    result = invoke(fake, "stop", "--purge", TASK_ID)
+    assert (result.exit_code, result.output) == (0, f"{TASK_ID}\n")
+    assert fake.requests[-1][:2] == ("DELETE", f"/tasks/{TASK_ID}?purge=true")
+
+
+def test_stop_purge_of_a_running_task_prints_the_managers_refusal(fake):
+    refusal = f"task {TASK_ID} is running: only a finished task can be purged; stop it first"
+    fake.routes[("DELETE", f"/tasks/{TASK_ID}")] = (409, {"error": refusal})
+    result = invoke(fake, "stop", "--purge", TASK_ID)
+    assert result.exit_code == 1 and "stop it first" in result.output
+
+
 def test_ids_with_slashes_stay_in_one_path_segment(fake):
     with pytest.raises(ManagerRejected):
         ManagerClient(fake.url).task("../nodes")

@@ -91,6 +91,9 @@
     if (event.kind === "created") { addRow(task); }
     if (event.kind === "state") { addHistory(event); }
     if (event.kind === "created" || event.kind === "state" || event.kind === "removed") { count(task, event.kind); }
+    if (event.kind === "removed") {  // purged (or its submission undone): its row goes
+      document.querySelectorAll('tr[data-task-id="' + CSS.escape(task.id) + '"]').forEach(function (row) { row.remove(); });
+    }
   }
 
   function count(task, kind) {
