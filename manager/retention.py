@@ -184,6 +184,7 @@ class Retention:
         self._avoid.pop(task_id, None)
         self._event_ids.discard(self._event_of.pop(task_id, ""))
         self._work.pop(task_id, None)
+        self._blocked.pop(task_id, None)
         self._retry_at.pop(task_id, None)
         for work_set in (self._unsent, self._stopping, self._uncommitted, self._purging, *self._deferred.values()):
             work_set.discard(task_id)
