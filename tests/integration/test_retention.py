@@ -73,7 +73,8 @@ def test_a_purge_through_a_follower_stays_purged_across_the_leaders_death(cluste
     done = post_task(url, {"image": test_image, "command": ["sh", "-c", "exit 0"], "restart_policy": "no"}).json()
     running = post_task(url, {"image": test_image, "command": ["sleep", "300"]}).json()
     wait_state(url, done["id"], ("completed",), timeout=60)
-    wait_state(follower.manager_url, done["id"], ("completed",), timeout=30)
+    wait_for(lambda: requests.get(f"{follower.manager_url}/tasks/{done['id']}", timeout=5).json().get("state")
+             == "completed", timeout=30, what="the follower to read the task's end")  # 404 until its reload
     wait_state(url, running["id"], ("running",), timeout=60)
 
     purged = requests.delete(f"{follower.manager_url}/tasks/{done['id']}?purge=true", timeout=30)
