@@ -108,8 +108,9 @@ def raise_descriptor_limit() -> None:
     try:
         import resource
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if hard == resource.RLIM_INFINITY or hard > soft:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard  # "unlimited" is refused as a soft limit
+        if soft != resource.RLIM_INFINITY and wanted > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     except (ImportError, ValueError, OSError) as exc:  # not Unix, or not allowed: keep the limit
         log.debug("descriptor limit left as it is: %s", exc)
 

@@ -193,7 +193,8 @@ class Dispatch:
         node = self._by_name.get(node_name)
         if node is None:
             return 0  # removed meanwhile: its tasks are placed again at the next pass
-        with self._lock:
+        with self._lock:  # moved meanwhile (its node lost while the pass placed others): not sent here
+            items = [(i, action) for i, action in items if i in self._tasks and self._tasks[i].node == node_name]
             sent = [(task_id, action, self._tasks[task_id].attempt) for task_id, action in items]
             events = [TaskEvent(task=copy.copy(self._tasks[task_id]),
                                 state=State.RUNNING if action is Action.SEND_RUN else State.COMPLETED)
@@ -218,6 +219,8 @@ class Dispatch:
         """One send's outcome: (whether the worker answered, its report of the task)."""
         if isinstance(answer, WorkerUnavailable) or not isinstance(answer, (dict, OrcaError)):
             self._backoff(task_id)
+            with self._lock:
+                self._checked_at.pop(node.name, None)  # its next liveness pass asks it in full (its engine?)
             log.info("task %s: %s to %s waits: %s", task_id, action.value, node.name, answer)
             return False, None
         if isinstance(answer, NotFound):

@@ -70,8 +70,9 @@ class Forwarder:
             return None
         if request.headers.get(FORWARDED_HEADER):
             # Sent here by a manager that saw this one hold the lease: it may still be taking
-            # over (its state not yet reloaded), so wait until it leads; never forward again.
-            if self._leadership.wait_to_lead(LEADER_WAIT):
+            # over (its state not yet reloaded), so wait until it leads; a manager the lease
+            # no longer names answers at once. Never forwarded again.
+            if self._leadership.wait_to_lead(LEADER_WAIT if self._leadership.holds_lease() else 0.0):
                 return None
             return _unavailable("this manager is not the leader (any more); try again")
         deadline = time.monotonic() + LEADER_WAIT

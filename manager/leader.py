@@ -80,6 +80,10 @@ class Leadership:
                 self._changed.wait(min(remaining, 0.1))
         return found
 
+    def holds_lease(self) -> bool:
+        """True when the lease, as last claimed, names this manager (leading, or taking over)."""
+        return self._seen.leader == self.name
+
     def wait_to_lead(self, timeout: float) -> bool:
         """True once this manager leads (its take-over done), waiting up to `timeout` s."""
         deadline = self._clock() + timeout

@@ -50,6 +50,8 @@ class Liveness:
         calls = []
         now = self._clock()
         with self._lock:
+            for name in [n for n in self._checked_at if n not in self._by_name]:
+                del self._checked_at[name]  # removed nodes
             for node in list(self._nodes):  # nodes join and leave meanwhile
                 if node.name in self._checking:  # one check per node in flight: a slow one is not doubled
                     continue

@@ -213,6 +213,7 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
         finally:
             with self._lock:
                 self._uncommitted.discard(task_id)
+                self._schedule_work(task)  # also when the commit failed: whatever it still needs
         with self._lock:
             self._schedule_work(task)
             result = copy.copy(task)

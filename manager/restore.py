@@ -50,6 +50,7 @@ class Restore:
         read or not by this reload, decides it."""
         with self._lock:
             self._reload_started()
+            in_flight = set(self._uncommitted)  # their commits may land after the reads below
         try:
             tasks = [Task.from_dict(data) for data in self._store.list("task")]
             events = self._store.list("event")
@@ -66,7 +67,7 @@ class Restore:
             self._load_tombstones(tombstones)  # before the purges since the read are let go
             for task_id in self._reload_drop_purged(by_id):  # purged since the read began: they stay purged
                 index.remove(task_id)
-            for task_id in self._uncommitted & self._tasks.keys():
+            for task_id in (in_flight | self._uncommitted) & self._tasks.keys():
                 by_id[task_id] = self._tasks[task_id]
                 index.update(by_id[task_id])
             purged = [task for task_id, task in self._tasks.items() if task_id not in by_id]  # by another manager

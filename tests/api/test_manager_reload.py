@@ -54,6 +54,14 @@ class HeldStore(MemoryStore):
         super().__init__()
         self.held, self.release = threading.Event(), threading.Event()
         self.hold_next = False
+        self.after_task_list = None
+
+    def list(self, kind: str):
+        found = super().list(kind)
+        if kind == "event" and self.after_task_list is not None:
+            land, self.after_task_list = self.after_task_list, None
+            land()  # after the reload read the tasks, before it takes the manager's lock
+        return found
 
     def submit(self, items):
         if not self.hold_next:
@@ -83,6 +91,31 @@ def test_a_task_whose_intake_commits_after_a_reload_is_kept_and_placed(clock):
     manager.reload()  # the store does not have the second task yet
     store.release.set()
     intake.join(10)
+    task_id = submitted[0].id
+    assert store.get("task", task_id) is not None
+    assert manager.get(task_id).state is State.PENDING
+    manager.sync_nodes()
+    manager.dispatch_pending()
+    assert manager.get(task_id).attempt == 1 and store.get("task", task_id)["attempt"] == 1
+
+
+def test_a_task_whose_intake_commits_while_a_reload_reads_is_kept_and_placed(clock):
+    """The intake's commit lands after the reload read the tasks and before it takes the lock:
+    by then the intake is acknowledged and no longer marked uncommitted, but the reload's
+    snapshot lacks it."""
+    store = HeldStore()
+    manager = Manager(list(WORKERS), FakeWorkerClient(), RoundRobin(), store, clock=clock)
+    store.hold_next = True
+    submitted: list = []
+    intake = threading.Thread(target=lambda: submitted.append(manager.submit(_event())))
+    intake.start()
+    assert store.held.wait(10)
+
+    def land() -> None:
+        store.release.set()
+        intake.join(10)
+    store.after_task_list = land
+    manager.reload()
     task_id = submitted[0].id
     assert store.get("task", task_id) is not None
     assert manager.get(task_id).state is State.PENDING

@@ -19,7 +19,7 @@ from worker.runtime import ContainerEvent, RuntimeFailure
 
 DOWN_AFTER = 3
 MARGIN = 15.0
-FRESH_FOR = 2.5  # odd seeds: ManagerService's fresh_for at the default ORCA_STATS_INTERVAL (manager/liveness.py)
+FRESH_FOR = 2.5  # odd seeds: ManagerService's fresh_for at ORCA_STATS_INTERVAL=5 (manager/liveness.py)
 
 
 @dataclass
