@@ -199,6 +199,8 @@ class Dispatch:
             events = [TaskEvent(task=copy.copy(self._tasks[task_id]),
                                 state=State.RUNNING if action is Action.SEND_RUN else State.COMPLETED)
                       for task_id, action in items]
+        if not events:
+            return 0
         answers = self._client.send_orders(node.address, events)
         reports, delivered = [], 0
         for (task_id, action, attempt), answer in zip(sent, answers):

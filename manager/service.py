@@ -36,7 +36,9 @@ class ManagerService:
     def __init__(self, config: Config, workers: list[str]) -> None:
         self._client = client = WorkerClient(connect_timeout=1.0, read_timeout=config.request_timeout,
                                              token=config.token)
-        store = open_store(config.store, config.data_dir, "manager", config.database_url)
+        # A frozen manager's open transaction is ended well within a lease's life (store/postgres.py).
+        store = open_store(config.store, config.data_dir, "manager", config.database_url,
+                           hold_limit=min(5.0, config.lease_ttl / 2))
         self.manager = Manager(workers, client, get_scheduler(config.scheduler), store, config.down_after)
         self.metrics = ManagerMetrics(self.manager)
         self.manager.on_placed = self.metrics.placed

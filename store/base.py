@@ -28,7 +28,7 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(kind: str, data_dir: str, name: str, database_url: str = "") -> Store:
+def open_store(kind: str, data_dir: str, name: str, database_url: str = "", hold_limit: float = 5.0) -> Store:
     """Open the store: PostgreSQL at `database_url` when given (ORCA_DATABASE_URL), else the
     one ORCA_STORE names: 'memory', or 'sqlite' in `<data_dir>/<name>.db`.
 
@@ -41,7 +41,7 @@ def open_store(kind: str, data_dir: str, name: str, database_url: str = "") -> S
     if database_url:
         from store.postgres import PostgresStore  # the driver is loaded only when used
 
-        return PostgresStore(database_url)
+        return PostgresStore(database_url, hold_limit=hold_limit)
 
     if kind == "memory":
         return MemoryStore()

@@ -96,14 +96,19 @@ class PostgresStore(GroupCommit):
         BadDatabaseURL: at start, the URL is malformed or the server cannot be reached.
     """
 
-    def __init__(self, url: str, pool_size: int = 8, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, pool_size: int = 8, timeout: float = 5.0, hold_limit: float = 5.0) -> None:
+        """`hold_limit`: seconds a session may sit idle inside a transaction before the server
+        ends it. A manager frozen (kill -STOP) in the middle of a write holds the lease row
+        FOR SHARE; without the limit, no other manager could ever claim the lease."""
         super().__init__()
         self.name = redact(url)
         self.fence: tuple[str, int] | None = None  # (holder, term) every write must still hold
         self.on_fenced: Callable[[Fenced], None] = lambda error: None
         _check_reachable(url, self.name, timeout)
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, timeout=timeout, open=False,
-                                   kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))},
+                                   kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout)),
+                                           "options": "-c idle_in_transaction_session_timeout="
+                                                      f"{max(100, int(hold_limit * 1000))}"},
                                    name="orca")
         try:
             self.pool.open(wait=True, timeout=timeout)

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from store.pglease import PostgresLease
-from store.postgres import Fenced, PostgresStore
+from store.postgres import DatabaseUnavailable, Fenced, PostgresStore
 from tests.integration.conftest import wait_for
 
 
@@ -87,3 +87,31 @@ def test_managers_starting_together_create_the_schema_once(pg_database):
     assert all(s.get("task", "x") == {"ok": True} for s in stores)
     for store in stores:
         store.close()
+
+
+def test_a_manager_frozen_inside_a_write_cannot_keep_the_lease_row_locked(pg_database):
+    """kill -STOP of the leader while its write holds the lease row FOR SHARE: the server ends
+    that idle transaction after the store's hold limit, so another manager's claim, which
+    waits 2 s at most per try, gets the lease once it has expired (CI saw the follower never
+    take over)."""
+    frozen, other = PostgresStore(pg_database, hold_limit=1.0), PostgresStore(pg_database)
+    try:
+        lease = PostgresLease(frozen).claim("a", "a:1", None, ttl=0.5)
+        assert lease.holder == "a"
+        connection = frozen.pool.getconn()  # a's write, past its fence check, then a's freeze
+        connection.autocommit = False
+        connection.execute("SELECT term FROM orca_lease WHERE name = 'leader' FOR SHARE")
+
+        def claim():
+            try:
+                return PostgresLease(other).claim("b", "b:1", None, ttl=30)
+            except DatabaseUnavailable:  # the row is still locked: a lock timeout
+                return None
+        taken = wait_for(lambda: (found := claim()) is not None and found.holder == "b" and found,
+                         timeout=20, what="b to take the lease from a frozen a")
+        assert taken.term == 2
+        connection.close()
+        frozen.pool.putconn(connection)
+    finally:
+        frozen.close()
+        other.close()
