@@ -158,6 +158,8 @@ class Cluster:
         settings.update(overrides)
         name = settings["ORCA_WORKER_NAME"]
         self.worker_names.update({name} | {f"{name}-{i}" for i in range(workers)})
+        SESSION_WORKERS.update(self.worker_names)
+        SESSION_WORKERS_ENGINE[:] = [self.docker]
         process = OrcaProcess(role, self.env(**settings), self.tmp_path / f"orca-{role}-{base}.log")
         self.processes.append(process)
         return process.start()
@@ -199,6 +201,29 @@ class Cluster:
             containers += self.docker.containers.list(all=True, sparse=True, filters={"label": f"orca.worker={name}"})
         with ThreadPoolExecutor(8) as pool:  # a forced removal waits for the kill: ~0.4 s each
             list(pool.map(remove, containers))
+
+
+SESSION_WORKERS: set[str] = set()  # every worker name a Cluster of this run started
+SESSION_WORKERS_ENGINE: list = []  # the Docker client they used
+
+
+@pytest.fixture(scope="session", autouse=True)
+def late_containers_swept():
+    """At the end of the run, remove what a killed worker's last create left behind: Docker
+    may finish a create the worker sent just before its kill -9, after its test's cleanup
+    had listed and removed that worker's containers (seen: a few `Created` containers)."""
+    yield
+    if not SESSION_WORKERS:
+        return
+    import docker.errors
+
+    docker_client = SESSION_WORKERS_ENGINE[0]
+    for container in docker_client.containers.list(all=True, sparse=True, filters={"label": "orca.worker"}):
+        if container.attrs.get("Labels", {}).get("orca.worker") in SESSION_WORKERS:
+            try:
+                container.remove(force=True, v=True)
+            except docker.errors.APIError:
+                pass  # removed meanwhile, or already being removed
 
 
 @pytest.fixture
