@@ -31,7 +31,7 @@ from typing import Any, Callable
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.harness import ROOT, free_port_run, percentile  # noqa: E402
+from bench.harness import ROOT, free_port_run, percentile, wait_until  # noqa: E402
 
 BATCH = 1000  # tasks per POST /tasks
 SUBMITTERS = 2  # client threads submitting batches
@@ -97,7 +97,7 @@ class Fleet:
         started = time.monotonic()
         self.manager = subprocess.Popen([sys.executable, "main.py", "manager"], cwd=ROOT, env=env,
                                         stdout=subprocess.DEVNULL, stderr=open(Path(self.data_dir) / "manager.log", "a"))
-        _until(lambda: requests.get(self.url + "/health", timeout=1).ok, 120)
+        wait_until(lambda: requests.get(self.url + "/health", timeout=1).ok, 120, 0.05)
         return time.monotonic() - started
 
     def kill_manager(self) -> None:
@@ -124,20 +124,6 @@ def _start_host(count: int) -> tuple[subprocess.Popen, list[str]]:
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()
     return proc, json.loads(line)["addresses"]
-
-
-def _until(check, timeout: float, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 def _count(session: requests.Session, url: str, state: str) -> int:
@@ -300,7 +286,7 @@ def kill_worker(session: requests.Session, fleet: Fleet, figures: Figures) -> No
     def moved() -> bool:
         tasks = [session.get(f"{fleet.url}/tasks/{i}", timeout=10).json() for i in mine]
         return all(t["state"] == "running" and t["node"] != fleet.lone_address for t in tasks)
-    _until(moved, 120, 0.2)
+    wait_until(moved, 120, 0.2)
     figures.move_s = time.monotonic() - killed
 
 
@@ -325,8 +311,8 @@ def direct_baseline(fleet: Fleet, tasks: int) -> float:
         thread.join()
     session = requests.Session()
     for address, orders in per.items():
-        _until(lambda: sum(t["state"] == "running" for t in session.get(f"http://{address}/tasks", timeout=30).json())
-               >= len(orders), 120, 0.01)
+        wait_until(lambda: sum(t["state"] == "running" for t in session.get(f"http://{address}/tasks", timeout=30).json())
+                   >= len(orders), 120, 0.01)
     return tasks / (time.monotonic() - started)
 
 
@@ -345,12 +331,12 @@ def run(workers: int = 1000, tasks: int = 100_000, per_host: int = PER_HOST, bas
             figures.restart_empty_s = fleet.start_manager()
             fleet.kill_manager()
         fleet.start_manager()
-        _until(lambda: len(_nodes(session, fleet.url, "up")) == workers, 120, 0.2)
+        wait_until(lambda: len(_nodes(session, fleet.url, "up")) == workers, 120, 0.2)
         figures.rss_idle_mb = fleet.rss_mb()
         probe = session.post(fleet.url + "/tasks", json=_events(1)[0], timeout=10).json()["id"]
         figures.idle_list_ms = [_timed(session, fleet.url + "/tasks?limit=100") for _ in range(30)]
         figures.idle_get_ms = [_timed(session, f"{fleet.url}/tasks/{probe}") for _ in range(30)]
-        _until(lambda: _count(session, fleet.url, "running") == 1, 30)
+        wait_until(lambda: _count(session, fleet.url, "running") == 1, 30, 0.05)
         done = throughput(fleet.url, tasks - 1, figures, probe)
         figures.worker_latencies = worker_latencies(verify(session, fleet, tasks, figures), done)
         figures.rss_mb = fleet.rss_mb()

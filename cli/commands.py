@@ -183,6 +183,11 @@ def logs(task_id, follow, tail, manager_url) -> None:
 @reports_errors
 def nodes(as_json, manager_url) -> None:
     """Show the workers: state, CPU, memory and disk use, task count."""
+    show_nodes(manager_url, as_json, empty="no workers")
+
+
+def show_nodes(manager_url: str, as_json: bool, empty: str) -> None:
+    """Print the manager's nodes as JSON or a table (`orca nodes`, `orca node ls`)."""
     found = connect(manager_url).nodes()
     if as_json:
         print_json(found)
@@ -190,7 +195,7 @@ def nodes(as_json, manager_url) -> None:
         console = out()
         console.print(nodes_table(found, now(), wide=console.width >= WIDE))
     else:
-        click.echo("no workers")
+        click.echo(empty)
 
 
 # ----- events

@@ -8,8 +8,8 @@ import click
 from rich.text import Text
 
 from cli.client import ManagerClient
-from cli.commands import connect, manager_option, now, out, print_json, reports_errors
-from cli.render import WIDE, age, human_bytes, nodes_table
+from cli.commands import connect, manager_option, now, out, print_json, reports_errors, show_nodes
+from cli.render import age, human_bytes
 
 
 def _path(name: str, suffix: str = "") -> str:
@@ -58,14 +58,7 @@ def node() -> None:
 @reports_errors
 def node_ls(as_json, manager_url) -> None:
     """Show every node: state, scheduling, use, task count."""
-    found = connect(manager_url).nodes()
-    if as_json:
-        print_json(found)
-    elif found:
-        console = out()
-        console.print(nodes_table(found, now(), wide=console.width >= WIDE))
-    else:
-        click.echo("no nodes")
+    show_nodes(manager_url, as_json, empty="no nodes")
 
 
 @node.command("status")

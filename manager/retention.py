@@ -22,10 +22,10 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from task import Conflict, NotFound, Task, Unavailable, WorkerRejected, WorkerUnavailable
+from task.model import epoch_seconds
 
 if TYPE_CHECKING:
     from manager.manager import Manager
@@ -126,7 +126,7 @@ class Retention:
         task = self._tasks.get(task_id)
         if task is None or not task.state.is_terminal:
             return 0.0
-        ended = _timestamp(task.finished_at)
+        ended = epoch_seconds(task.finished_at)
         if ended is None:  # ended before any worker had it, or a worker's report without a time
             ended = self._ended_seen.setdefault(task_id, now)
         return now - ended
@@ -254,16 +254,6 @@ class Retention:
         if not self._reloads_reading:
             self._purged_during_reload.clear()
         return dropped
-
-
-def _timestamp(text: str | None) -> float | None:
-    """Seconds since the epoch of an ISO 8601 time; None if absent or unreadable."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
-    except ValueError:
-        return None
 
 
 def _nothing() -> None:

@@ -34,6 +34,16 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def epoch_seconds(text: str | None) -> float | None:
+    """Seconds since the epoch of an ISO 8601 time (utc_now's end in Z); None if absent or unreadable."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
 @dataclass
 class Task:
     """A container to run: its spec (what the user asked for) and its observed status."""

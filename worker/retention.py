@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timezone
 from typing import Callable
 
 from task import Conflict, NotFound, Task
+from task.model import epoch_seconds
 from worker.containers import RuntimeFailure
 from worker.worker import Worker
 
@@ -81,7 +81,7 @@ class Purger:
         return purged
 
     def _age(self, task: Task, now: float) -> float:
-        ended = _timestamp(task.finished_at)
+        ended = epoch_seconds(task.finished_at)
         if ended is None:
             with self._lock:
                 ended = self._ended.setdefault(task.id, now)
@@ -96,13 +96,3 @@ class Purger:
                 self.worker.runtime.remove(task.container_id)
             except RuntimeFailure as exc:  # collect_garbage removes it later: no task owns it
                 log.warning("task %s: container %s: %s", task.id, task.container_id[:12], exc)
-
-
-def _timestamp(text: str | None) -> float | None:
-    """Seconds since the epoch of an ISO 8601 time (ours end in Z); None if absent or unreadable."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
-    except ValueError:
-        return None

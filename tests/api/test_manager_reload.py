@@ -76,6 +76,15 @@ class HeldStore(MemoryStore):
         return wait
 
 
+def _kept_then_placed_once(manager: Manager, store: MemoryStore, task_id: str) -> None:
+    """The acknowledged task is durable, pending in memory, then placed (attempt 1, durable)."""
+    assert store.get("task", task_id) is not None
+    assert manager.get(task_id).state is State.PENDING
+    manager.sync_nodes()
+    manager.dispatch_pending()
+    assert manager.get(task_id).attempt == 1 and store.get("task", task_id)["attempt"] == 1
+
+
 def test_a_task_whose_intake_commits_after_a_reload_is_kept_and_placed(clock):
     """A new leader's take-over reload reads the store while an intake's commit is in flight:
     the task must neither vanish from memory nor be left unplaced once the commit lands."""
@@ -91,12 +100,7 @@ def test_a_task_whose_intake_commits_after_a_reload_is_kept_and_placed(clock):
     manager.reload()  # the store does not have the second task yet
     store.release.set()
     intake.join(10)
-    task_id = submitted[0].id
-    assert store.get("task", task_id) is not None
-    assert manager.get(task_id).state is State.PENDING
-    manager.sync_nodes()
-    manager.dispatch_pending()
-    assert manager.get(task_id).attempt == 1 and store.get("task", task_id)["attempt"] == 1
+    _kept_then_placed_once(manager, store, submitted[0].id)
 
 
 def test_a_task_whose_intake_commits_while_a_reload_reads_is_kept_and_placed(clock):
@@ -116,9 +120,4 @@ def test_a_task_whose_intake_commits_while_a_reload_reads_is_kept_and_placed(clo
         intake.join(10)
     store.after_task_list = land
     manager.reload()
-    task_id = submitted[0].id
-    assert store.get("task", task_id) is not None
-    assert manager.get(task_id).state is State.PENDING
-    manager.sync_nodes()
-    manager.dispatch_pending()
-    assert manager.get(task_id).attempt == 1 and store.get("task", task_id)["attempt"] == 1
+    _kept_then_placed_once(manager, store, submitted[0].id)
