@@ -56,9 +56,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
-_UPSERT = ("INSERT INTO orca_items (kind, key, value) VALUES (%s, %s, %s) ON CONFLICT (kind, key) "
-           "DO UPDATE SET value = EXCLUDED.value, rev = nextval('orca_rev')")
-_DELETE = "DELETE FROM orca_items WHERE kind = %s AND key = %s"
+# A manager frozen (kill -STOP) inside a write transaction holds the lease row FOR SHARE, and
+# only PostgreSQL's idle-in-transaction timeout ends that session. The server arms it only
+# while it waits for the first message of a request: never between the messages of an
+# extended-protocol request (Parse, Bind, ... Sync) nor inside a pipeline, which psycopg's
+# executemany uses. A client frozen there kept every other manager from the lease (CI). So
+# every statement goes as one simple-protocol message (client-side binding, ClientCursor) and
+# a run of changes as one statement: wherever the client stops, the timeout runs.
+_UPSERT = ("INSERT INTO orca_items (kind, key, value) SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) "
+           "ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value, rev = nextval('orca_rev')")
+_DELETE = "DELETE FROM orca_items WHERE (kind, key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
 
 
 class DatabaseUnavailable(Unavailable):
@@ -107,6 +114,7 @@ class PostgresStore(GroupCommit):
         _check_reachable(url, self.name, timeout)
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, timeout=timeout, open=False,
                                    kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout)),
+                                           "cursor_factory": psycopg.ClientCursor,
                                            "options": "-c idle_in_transaction_session_timeout="
                                                       f"{max(100, int(hold_limit * 1000))}"},
                                    name="orca")
@@ -147,10 +155,12 @@ class PostgresStore(GroupCommit):
                 if self.fence is not None:
                     self._check_fence(cur, *self.fence)
                 for start, end in _runs(items):
+                    last = {(kind, key): value for kind, key, value in items[start:end]}  # one row once
+                    kinds, keys = [k for k, _ in last], [key for _, key in last]
                     if items[start][2] is None:
-                        cur.executemany(_DELETE, [(k, key) for k, key, _ in items[start:end]])
+                        cur.execute(_DELETE, (kinds, keys))
                     else:
-                        cur.executemany(_UPSERT, items[start:end])
+                        cur.execute(_UPSERT, (kinds, keys, list(last.values())))
         except Fenced as exc:
             self.on_fenced(exc)
             raise

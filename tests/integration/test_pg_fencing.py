@@ -4,6 +4,7 @@ starting together."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -115,3 +116,86 @@ def test_a_manager_frozen_inside_a_write_cannot_keep_the_lease_row_locked(pg_dat
     finally:
         frozen.close()
         other.close()
+
+
+BATCH = [("task", "t1", {"n": 1}), ("task", "t2", {"n": 2}), ("task", "t1", {"n": 3}),
+         ("task", "t0", None), ("node", "n1", {"up": True})]
+FROZEN_ACTIONS = {  # what the leader was doing when it froze: a write, or renewing its lease
+    "write": lambda store, term: store.put_many(BATCH),
+    "renewal": lambda store, term: PostgresLease(store).claim("a", "a:1", term, ttl=0.2),
+}
+
+
+@pytest.mark.parametrize("action", sorted(FROZEN_ACTIONS))
+def test_a_manager_frozen_at_any_byte_it_sends_cannot_keep_the_lease_row_locked(pg_database, action):
+    """The leader's write (or renewal) is cut, as kill -STOP would cut it, after each message
+    it sends and in the middle of each: wherever it stops, the server ends its session within
+    the hold limit and another manager takes the lease. CI saw a follower never take over: a
+    write sent in pipeline mode (psycopg's executemany) left the server waiting for the rest
+    of the pipeline with the row locked, where PostgreSQL's idle-in-transaction timeout does
+    not run."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    from tests.integration.freezing_proxy import FreezingProxy, frontend_messages
+
+    parts = urlsplit(pg_database)
+    proxy = FreezingProxy((parts.hostname, parts.port))
+    proxied = urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.port}", f":{proxy.port}"),
+                                        query="application_name=frozen"))
+    other = PostgresStore(pg_database)
+
+    def cut_at(limit: int | None) -> tuple[bool, bytes]:
+        """Lead with a fresh store through the proxy, then run the action cut after `limit`
+        bytes; (whether another manager took the lease, the bytes the action sent)."""
+        frozen = PostgresStore(proxied, hold_limit=0.3)
+        try:
+            lease = wait_for(lambda: (found := PostgresLease(frozen).claim("a", "a:1", None, ttl=0.2)).holder == "a"
+                             and found, timeout=10, what="a to lead")
+            frozen.fence = ("a", lease.term)
+            proxy.arm(limit)
+            runner = threading.Thread(target=_swallow, args=(FROZEN_ACTIONS[action], frozen, lease.term), daemon=True)
+            runner.start()
+            if limit is None:
+                runner.join(10)
+                return True, bytes(proxy.recorded)
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                if _claim_or_none(other, "b") == "b":
+                    return True, bytes(proxy.recorded)
+            return False, bytes(proxy.recorded)
+        finally:
+            proxy.arm(None)
+            with psycopg.connect(pg_database, autocommit=True) as admin:  # a stuck session, ended
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE application_name = 'frozen'")
+            frozen.close()
+
+    try:
+        whole = cut_at(None)[1]
+        if action == "write":
+            assert other.get("task", "t1") == {"n": 3} and other.get("task", "t0") is None
+        cuts = [end for _, end in frontend_messages(whole)][:-1]
+        cuts += [(a + b) // 2 for a, b in zip([0] + cuts, cuts)]  # inside each message too
+        assert len(cuts) >= 6, cuts  # BEGIN, a statement or more, COMMIT: each cut twice
+        stuck = [(cut, whole[:cut][-40:]) for cut in sorted(set(cuts)) if not cut_at(cut)[0]]
+        assert not stuck, stuck
+    finally:
+        other.close()
+        proxy.close()
+
+
+def _claim_or_none(store: PostgresStore, me: str) -> str | None:
+    """The lease's holder after `me` claims it, or None while the row stays locked."""
+    try:
+        return PostgresLease(store).claim(me, f"{me}:1", None, ttl=0.2).holder
+    except DatabaseUnavailable:  # a lock timeout
+        return None
+
+
+def _swallow(call, *args) -> None:
+    try:
+        call(*args)
+    except Exception:  # noqa: BLE001 - the cut action fails when its session is ended
+        pass
