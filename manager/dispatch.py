@@ -212,7 +212,10 @@ class Dispatch:
             delivered += got
             if report is not None:
                 reports.append((report, action is Action.SEND_RUN))
-        self._take_reports(node_name, [report for report, _ in reports])
+        try:
+            self._take_reports(node_name, [report for report, _ in reports])
+        except Unavailable as exc:  # undone: the worker's change feed brings them again
+            log.warning("%s", exc)
         self._count_placed([report for report, placed in reports if placed])
         return delivered
 

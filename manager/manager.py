@@ -143,10 +143,7 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
             wait()
         except Exception as exc:
             with self._lock:
-                task.__dict__.update(before.__dict__)
-                self._index.update(task)
-                self._track_placement(task)
-                self._publish_task(task)  # the undone change was published: publish the state restored
+                self._restore([(task, before)])
             raise Unavailable(f"task {task.id}: the change could not be recorded: {exc}") from None
 
     def _commit_many(self, tasks: list[Task], change: Callable[[Task], bool]) -> list[Task]:
@@ -172,12 +169,19 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
             wait()
         except Exception as exc:
             with self._lock:
-                for task, saved in zip(changed, before):
-                    task.__dict__.update(saved.__dict__)
-                    self._index.update(task)
-                    self._track_placement(task)
+                self._restore(list(zip(changed, before)))
             raise Unavailable(f"{len(changed)} task change(s) could not be recorded: {exc}") from None
         return changed
+
+    def _restore(self, pairs: list[tuple[Task, Task]]) -> None:
+        """Undo changes whose commit failed (caller holds the lock): each task gets back the
+        fields of its copy taken before the change, and the restored state is published (the
+        undone change was)."""
+        for task, saved in pairs:
+            task.__dict__.update(saved.__dict__)
+            self._index.update(task)
+            self._track_placement(task)
+            self._publish_task(task)
 
     def _notify_change(self) -> None:
         """Wake wait_task() callers (a task was written, or intake closed)."""

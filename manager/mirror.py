@@ -8,12 +8,13 @@ a stop for exactly that attempt, sent until the worker reports the copy ended.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 from node import Node
-from task import InvalidTransition, NotFound, ValidationError, WorkerRejected, WorkerUnavailable
+from task import InvalidTransition, NotFound, Task, Unavailable, ValidationError, WorkerRejected, WorkerUnavailable
 from task import lifecycle
 from task.lifecycle import Report, Verdict
 from task.wire import parse_report
@@ -63,6 +64,9 @@ class Mirror:
         except (WorkerUnavailable, WorkerRejected, NotFound) as exc:
             log.debug("worker %s: task sync skipped: %s", node_name, exc)
             return False
+        except Unavailable as exc:  # the store: the reports are read again next time
+            log.warning("%s", exc)
+            return False
         finally:
             lock.release()
 
@@ -106,18 +110,41 @@ class Mirror:
         with self._lock:
             if node.generation != generation or self._cursors.get(node.name, ("", 0)) != (instance, since):
                 return False
+            before = self._before(reports)
             wait = self._queue_reports(node.name, reports, full_listing=full)
             self._cursors[node.name] = (seen_instance, version)
             node.record_answer(self._clock())  # an answered poll: alive (a busy manager's late check is no miss)
-        wait()  # outside the lock: requests go on while the store commits
+
+        def read_again() -> None:  # the cursor goes back: the same reports come at the next read
+            if self._cursors.get(node.name) == (seen_instance, version):
+                self._cursors[node.name] = (instance, since)
+        self._wait_or_undo(node.name, wait, before, read_again)  # outside the lock: requests go on
         return True
 
     def _take_reports(self: "Manager", node_name: str, reports: list[Report], full_listing: bool = False) -> None:
-        """Judge and apply a worker's reports; order kills of stale copies. After a full
-        listing, attempts placed there that the worker does not have are sent again."""
+        """Judge and apply a worker's reports (the answers to sends); order kills of stale
+        copies. If the commit fails they are undone: the change feed brings them again."""
         with self._lock:
+            before = self._before(reports)
             wait = self._queue_reports(node_name, reports, full_listing)
-        wait()
+        self._wait_or_undo(node_name, wait, before)
+
+    def _before(self: "Manager", reports: list[Report]) -> list[tuple[Task, Task]]:
+        """Copies of the tasks the reports name, to undo their changes (caller holds the lock)."""
+        tasks = {r.task_id: t for r in reports if (t := self._tasks.get(r.task_id)) is not None}
+        return [(task, copy.copy(task)) for task in tasks.values()]
+
+    def _wait_or_undo(self: "Manager", node_name: str, wait: Callable[[], None], before: list[tuple[Task, Task]],
+                      undo: Callable[[], None] = lambda: None) -> None:
+        """Wait for the reports' commit; if it fails, undo them in memory (nothing the store
+        does not hold is kept) and raise Unavailable."""
+        try:
+            wait()
+        except Exception as exc:
+            with self._lock:
+                self._restore(before)
+                undo()
+            raise Unavailable(f"worker {node_name}: its reports could not be recorded: {exc}") from None
 
     def _queue_reports(self: "Manager", node_name: str, reports: list[Report], full_listing: bool) -> Callable[[], None]:
         """_take_reports under the lock the caller holds; returns the wait for the store."""

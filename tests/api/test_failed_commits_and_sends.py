@@ -1,5 +1,6 @@
 """What a failure leaves behind: a stop whose commit failed leaves its task in the work sets
-(placed at the next pass, not at the 10 s rescan), and a send a worker answers with a 5xx makes
+(placed at the next pass, not at the 10 s rescan), a worker's reports whose commit failed are
+undone and read again, and a send a worker answers with a 5xx makes
 the next liveness pass ask that worker in full, even while its change feed answers."""
 from __future__ import annotations
 
@@ -83,3 +84,26 @@ def test_a_send_answered_with_a_5xx_makes_the_next_pass_check_that_worker_in_ful
     engines = {n.name: n.engine.get("reachable") for n in manager.nodes()}
     assert engines[placed_on] is False
     assert all(engines[name] for name in WORKERS if name != placed_on)  # the others still not asked
+
+
+def test_reports_whose_commit_failed_are_undone_and_read_again(clock):
+    """The manager applies a worker's feed, then the store fails the commit: memory goes back
+    to what is durable and the feed's cursor stays, so the next read brings the same reports
+    (before, the cursor had moved on and the store never got them)."""
+    store, workers = FailingStore(), FakeWorkerClient()
+    manager = Manager(list(WORKERS), workers, RoundRobin(), store, clock=clock)
+    manager.sync_nodes()
+    task = manager.submit(TaskEvent(task=Task(image="busybox"), state=State.RUNNING))
+    manager.dispatch_pending()
+    node = manager.get(task.id).node
+    manager.sync_tasks()
+    assert manager.get(task.id).state is State.SCHEDULED
+    workers.report(node, task.id, state="running", started_at="2026-12-01T00:00:00Z")
+    store.fail_next = True
+    store.release.set()
+    manager.sync_tasks()
+    assert manager.get(task.id).state is State.SCHEDULED
+    assert store.get("task", task.id)["state"] == "scheduled"
+    manager.sync_tasks()
+    assert manager.get(task.id).state is State.RUNNING
+    assert store.get("task", task.id)["state"] == "running"

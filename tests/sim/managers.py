@@ -63,6 +63,7 @@ class FencedStore:
         self.db, self.name = db, name
         self.fence = (name, NOT_LEADING)
         self.cut = False
+        self.failing = 0  # commits to come of which every other one fails (a flaky database; the lease holds)
         self.refused = 0
 
     def submit(self, items) -> Callable[[], None]:
@@ -72,6 +73,10 @@ class FencedStore:
             with self.db.lock:
                 if self.cut:
                     raise DatabaseDown(f"manager {self.name} is cut off from the database")
+                if self.failing:
+                    self.failing -= 1
+                    if self.failing % 2:
+                        raise DatabaseDown(f"manager {self.name}: the commit failed")
                 if not self.db.lease.check(*fence):
                     self.refused += 1
                     raise FencedOut(f"manager {self.name}: term {fence[1]} is not the lease's")

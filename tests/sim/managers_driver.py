@@ -5,7 +5,8 @@ job, container exits, and faults of the leader. Checks after every step:
 - the state model's invariants (tests/sim/invariants.py) on what the database holds;
 - at most one manager's writes committed for any term;
 - after quiescence: every acknowledged task runs exactly one container (or ended), none
-  lost, none placed twice.
+  lost, none placed twice; the leader's memory holds what the database holds (D), also after
+  commits that failed while it kept the lease ("flaky").
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ N_MANAGERS = 3
 MAX_TASKS = 12
 WORKER_STEPS = ("engine_check", "adopt", "sync_states", "stop_disconnected", "collect_garbage", "run_pending")
 ACTIONS = ((30, "submit"), (5, "stop"), (40, "round"), (6, "exit"), (3, "freeze"), (1.5, "kill"),
-           (2, "cut"), (1.5, "resign"), (4, "revive"))
+           (2, "cut"), (2, "flaky"), (1.5, "resign"), (4, "revive"))
 
 
 @dataclass
@@ -74,7 +75,7 @@ class Cluster:
             self.stats["refused_no_leader"] += 1
             return
         task_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-        event = TaskEvent(task=Task(id=task_id, image="busybox:latest"), id=str(uuid.UUID(int=self.rng.getrandbits(128), version=4)))
+        event = TaskEvent(task=Task(id=task_id, name=f"sim-{task_id[:8]}", image="busybox:latest"), id=str(uuid.UUID(int=self.rng.getrandbits(128), version=4)))
         try:
             acked = target.manager.submit(event)
         except Unavailable as exc:
@@ -167,6 +168,9 @@ class Cluster:
         elif kind == "cut":
             leader.store.cut = True
             self.trace(f"  cut {leader.name} from the database")
+        elif kind == "flaky":
+            leader.store.failing = 2 * self.rng.randint(2, 8)
+            self.trace(f"  every other one of {leader.name}'s next {leader.store.failing} commits fails")
         elif kind == "resign":
             self.trace(f"  SIGTERM {leader.name}: resigns")
             leader.leadership.resign()
@@ -188,6 +192,21 @@ class Cluster:
         for term, names in self.db.commits.items():
             if len(names) > 1:
                 raise InvariantViolation(f"invariant T: managers {sorted(names)} all committed writes in term {term}")
+
+    def check_memory(self) -> None:
+        """D (at quiescence): the leader's memory holds what the database holds. A change
+        whose commit failed was undone, or was written again since."""
+        leader = self.leader()
+        if leader is None:
+            return
+        durable = {t.id: t for t in self.world.manager.list()}
+        for task in leader.manager.list():
+            stored = durable.get(task.id)
+            mine = (task.state.value, task.attempt, task.node, task.desired_state)
+            theirs = stored and (stored.state.value, stored.attempt, stored.node, stored.desired_state)
+            if mine != theirs:
+                raise InvariantViolation(f"invariant D: {leader.name} holds task {task.id} as {mine}, "
+                                         f"the database as {theirs}")
 
     def observe(self) -> None:
         """The checker's manager reads what the database holds."""
@@ -224,6 +243,7 @@ def run(seed: int, steps: int = 150, verbose: bool = False) -> Counter:
         cluster.observe()
         checker.final()
         cluster.check_terms()
+        cluster.check_memory()
     except (InvariantViolation, AssertionError) as exc:
         tail = "\n".join(cluster.world.lines[-50:])
         raise InvariantViolation(f"seed {seed}: {exc}\nlast steps:\n{tail}") from None
@@ -249,7 +269,9 @@ def _quiesce(cluster: Cluster, checker: Checker, max_rounds: int = 200) -> None:
         running = tuple(sorted((h.name, s.container_id) for h in cluster.world.hosts.values()
                                for s in h.runtime.running()))
         leader = cluster.leader()
-        busy = leader is None or bool(leader.manager.pending_count() or leader.manager._kills)
+        waiting = any(h.worker is not None and (h.worker.queue or h.worker._delayed)  # e.g. a restart's back-off
+                      for h in cluster.world.hosts.values())
+        busy = leader is None or waiting or bool(leader.manager.pending_count() or leader.manager._kills)
         current = (tasks, running)
         same = same + 1 if current == previous and not busy else 0
         previous = current

@@ -16,7 +16,7 @@ import pytest
 
 from tests.sim.managers_driver import run
 
-SEEDS = int(os.environ.get("ORCA_SIM_MANAGER_SEEDS", "60"))
+SEEDS = int(os.environ.get("ORCA_SIM_MANAGER_SEEDS", "120"))
 
 
 @pytest.fixture(autouse=True, scope="module")
