@@ -248,6 +248,7 @@ def run(seed: int, steps: int = 150, verbose: bool = False) -> Counter:
         tail = "\n".join(cluster.world.lines[-50:])
         raise InvariantViolation(f"seed {seed}: {exc}\nlast steps:\n{tail}") from None
     cluster.stats["terms"] = max(cluster.db.commits, default=0)
+    cluster.stats["ran"] = sum(1 for t in cluster.world.manager.list() if t.started_at)
     return cluster.stats
 
 

@@ -33,6 +33,8 @@ def test_seeds():
     print(f"\nseveral managers: {SEEDS} seeds, {dict(sorted(totals.items()))}")
     # the schedule really exercised failovers, not only a quiet leader
     assert totals["acknowledged"] > 0 and totals["terms"] > SEEDS, totals
-    assert totals["freeze"] and totals["kill"] and totals["cut"] and totals["resign"], totals
+    assert totals["freeze"] and totals["kill"] and totals["cut"] and totals["flaky"] and totals["resign"], totals
+    # the tasks really ran (once they all failed at the worker, and every invariant held vacuously)
+    assert totals["ran"] > totals["acknowledged"] * 0.8, totals
     # some frozen leaders were replaced and finished a pass on waking: what they tried was refused
     assert totals["zombie_refused"] > 0, totals
