@@ -26,6 +26,8 @@ class ContainerHandlers:
     policy: "Policy"
     _guard: threading.Lock
     _stopping: dict[str, str | None]
+    _oom_waits: dict[str, float]
+    clock: Callable[[], float]
     on_container: Callable[[str], None]
     _lock_for: Callable[[str], threading.Lock]
     _enqueue_later: Callable[[TaskEvent, float], None]
@@ -169,7 +171,24 @@ class ContainerHandlers:
             return
         status = self.runtime.inspect(task.container_id)
         if status is None or not status.running:
+            if self._oom_may_follow(task, status):
+                return  # the 'oom' event, or sync_states after the grace, observes it again
             self._record_exit(task_id, status)
+
+    def _oom_may_follow(self, task: Task, status: ContainerStatus | None) -> bool:
+        """True while a memory-limited container killed by SIGKILL (137), not by us and not
+        yet marked OOMKilled, waits out `oom_grace`: containerd may deliver the OOM after the
+        exit, and Docker marks OOMKilled only then (CI saw "exited with code 137" for an OOM)."""
+        container_id = task.container_id or ""
+        if (status is None or status.exit_code != 137 or status.oom_killed or not task.memory
+                or task.id in self._stopping):
+            self._oom_waits.pop(container_id, None)
+            return False
+        first = self._oom_waits.setdefault(container_id, self.clock())
+        if self.clock() - first < self.policy.oom_grace:
+            return True
+        del self._oom_waits[container_id]
+        return False
 
     def _record_exit(self, task_id: str, status: ContainerStatus | None, failure: str | None = None) -> None:
         """Record a container's end: completed, failed, or scheduled again under the restart policy."""

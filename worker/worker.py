@@ -48,6 +48,7 @@ class Policy:
     health_interval: float = 5.0
     health_failures: int = 3
     gc_after: float = 600.0
+    oom_grace: float = 1.0  # seconds a SIGKILLed memory-limited container waits for Docker's late 'oom'
 
 
 class Worker(ContainerHandlers):
@@ -76,6 +77,7 @@ class Worker(ContainerHandlers):
         self._control: Executor = executor or DaemonPool(control_threads, f"control-{name}")
         self._stopping: dict[str, str | None] = {}  # task id -> why (None: a stop from the manager)
         self._locks: dict[str, threading.Lock] = {}
+        self._oom_waits: dict[str, float] = {}  # container id -> when its exit was first seen
         self._delayed: list[tuple[float, int, TaskEvent]] = []
         self._seq = itertools.count()
         self._guard = threading.Lock()
