@@ -80,6 +80,7 @@ class Dispatch:
         node gets its runs and stops in one batched request (nodes in parallel through
         `fan_out`). Each task is handled in its own try. Returns the number of sends that got
         an answer."""
+        self.save_unsaved()
         now = self._clock()
         with self._lock:
             if now >= self._next_scan:
@@ -212,10 +213,7 @@ class Dispatch:
             delivered += got
             if report is not None:
                 reports.append((report, action is Action.SEND_RUN))
-        try:
-            self._take_reports(node_name, [report for report, _ in reports])
-        except Unavailable as exc:  # undone: the worker's change feed brings them again
-            log.warning("%s", exc)
+        self._take_reports(node_name, [report for report, _ in reports])
         self._count_placed([report for report, placed in reports if placed])
         return delivered
 

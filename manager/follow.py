@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Callable
 
 from manager.feed_client import AsyncChanges
-from task import OrcaError, Unavailable
+from task import OrcaError
 
 if TYPE_CHECKING:
     from manager.manager import Manager
@@ -108,9 +108,6 @@ class Follower:
             return False
         try:
             await loop.run_in_executor(self._appliers, self._manager.take_changes, name, position, answer)
-        except Unavailable as exc:  # the store failed: undone, and read again
-            log.warning("%s", exc)
-            return False
         except Exception:
             log.exception("worker %s: applying its changes failed; they are read again", name)
             return False

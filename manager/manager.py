@@ -138,12 +138,13 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
         with self._lock:
             before = copy.copy(task)
             change(task)
+            after = copy.copy(task)
             wait = self._save([task])
         try:
             wait()
         except Exception as exc:
             with self._lock:
-                self._restore([(task, before)])
+                self._restore([(task, before, after)])
             raise Unavailable(f"task {task.id}: the change could not be recorded: {exc}") from None
 
     def _commit_many(self, tasks: list[Task], change: Callable[[Task], bool]) -> list[Task]:
@@ -151,7 +152,7 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
         leaves its task as it was) and make the changed ones durable in one commit. Returns
         the changed tasks; if the commit fails, undoes every change and raises Unavailable."""
         with self._lock:
-            before, changed = [], []
+            undo, changed = [], []
             for task in tasks:
                 saved = copy.copy(task)
                 try:
@@ -160,7 +161,7 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
                     log.warning("task %s: %s", task.id, exc)
                     keep = False
                 if keep:
-                    before.append(saved)
+                    undo.append((task, saved, copy.copy(task)))
                     changed.append(task)
                 else:
                     task.__dict__.update(saved.__dict__)
@@ -169,19 +170,27 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
             wait()
         except Exception as exc:
             with self._lock:
-                self._restore(list(zip(changed, before)))
+                self._restore(undo)
             raise Unavailable(f"{len(changed)} task change(s) could not be recorded: {exc}") from None
         return changed
 
-    def _restore(self, pairs: list[tuple[Task, Task]]) -> None:
-        """Undo changes whose commit failed (caller holds the lock): each task gets back the
-        fields of its copy taken before the change, and the restored state is published (the
-        undone change was)."""
-        for task, saved in pairs:
-            task.__dict__.update(saved.__dict__)
+    def _restore(self, undo: list[tuple[Task, Task, Task]]) -> None:
+        """Undo changes whose commit failed (caller holds the lock). For each (task, copy
+        before the change, copy after it), a field the change set goes back, unless something
+        else has set it since (a worker's report applied meanwhile, say, which stays); the
+        restored state is published (the undone change was). A task replaced by a reload
+        meanwhile is left alone."""
+        for task, before, after in undo:
+            if self._tasks.get(task.id) is not task:
+                continue
+            for name, old in vars(before).items():
+                new = getattr(after, name)
+                if new != old and getattr(task, name) == new:
+                    setattr(task, name, old)
             self._index.update(task)
             self._track_placement(task)
             self._publish_task(task)
+            self._schedule_work(task)
 
     def _notify_change(self) -> None:
         """Wake wait_task() callers (a task was written, or intake closed)."""

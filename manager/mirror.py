@@ -8,13 +8,12 @@ a stop for exactly that attempt, sent until the worker reports the copy ended.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 from node import Node
-from task import InvalidTransition, NotFound, Task, Unavailable, ValidationError, WorkerRejected, WorkerUnavailable
+from task import InvalidTransition, NotFound, ValidationError, WorkerRejected, WorkerUnavailable
 from task import lifecycle
 from task.lifecycle import Report, Verdict
 from task.wire import parse_report
@@ -35,6 +34,7 @@ class Mirror:
         self._sync_locks = {node.name: threading.Lock() for node in self._nodes}
         self._kills: dict[tuple[str, str, int], float] = {}  # (task, node, attempt) -> next send
         self._cleaned: set[tuple[str, str, int]] = set()  # finished copies already told to clean up
+        self._unsaved: set[str] = set()  # tasks changed by reports whose commit failed
 
     def sync_tasks(self: "Manager") -> None:
         """Pull what changed on each worker that is up and mirror it into the task DB.
@@ -63,9 +63,6 @@ class Mirror:
             return True
         except (WorkerUnavailable, WorkerRejected, NotFound) as exc:
             log.debug("worker %s: task sync skipped: %s", node_name, exc)
-            return False
-        except Unavailable as exc:  # the store: the reports are read again next time
-            log.warning("%s", exc)
             return False
         finally:
             lock.release()
@@ -110,48 +107,58 @@ class Mirror:
         with self._lock:
             if node.generation != generation or self._cursors.get(node.name, ("", 0)) != (instance, since):
                 return False
-            before = self._before(reports)
             wait = self._queue_reports(node.name, reports, full_listing=full)
             self._cursors[node.name] = (seen_instance, version)
             node.record_answer(self._clock())  # an answered poll: alive (a busy manager's late check is no miss)
-
-        def read_again() -> None:  # the cursor goes back: the same reports come at the next read
-            if self._cursors.get(node.name) == (seen_instance, version):
-                self._cursors[node.name] = (instance, since)
-        self._wait_or_undo(node.name, wait, before, read_again)  # outside the lock: requests go on
+        wait()  # outside the lock: requests go on while the store commits
         return True
 
     def _take_reports(self: "Manager", node_name: str, reports: list[Report], full_listing: bool = False) -> None:
         """Judge and apply a worker's reports (the answers to sends); order kills of stale
-        copies. If the commit fails they are undone: the change feed brings them again."""
+        copies."""
         with self._lock:
-            before = self._before(reports)
             wait = self._queue_reports(node_name, reports, full_listing)
-        self._wait_or_undo(node_name, wait, before)
-
-    def _before(self: "Manager", reports: list[Report]) -> list[tuple[Task, Task]]:
-        """Copies of the tasks the reports name, to undo their changes (caller holds the lock)."""
-        tasks = {r.task_id: t for r in reports if (t := self._tasks.get(r.task_id)) is not None}
-        return [(task, copy.copy(task)) for task in tasks.values()]
-
-    def _wait_or_undo(self: "Manager", node_name: str, wait: Callable[[], None], before: list[tuple[Task, Task]],
-                      undo: Callable[[], None] = lambda: None) -> None:
-        """Wait for the reports' commit; if it fails, undo them in memory (nothing the store
-        does not hold is kept) and raise Unavailable."""
-        try:
-            wait()
-        except Exception as exc:
-            with self._lock:
-                self._restore(before)
-                undo()
-            raise Unavailable(f"worker {node_name}: its reports could not be recorded: {exc}") from None
+        wait()
 
     def _queue_reports(self: "Manager", node_name: str, reports: list[Report], full_listing: bool) -> Callable[[], None]:
-        """_take_reports under the lock the caller holds; returns the wait for the store."""
+        """_take_reports under the lock the caller holds; returns the wait for the store.
+
+        A report is a fact the worker will not send again once the feed's cursor has moved
+        on, so it is never undone: if its commit fails, the wait logs it and its tasks are
+        kept in memory and marked unsaved, written again at each dispatch pass until a
+        commit succeeds (Manager.save_unsaved)."""
         changed = [task for report in reports if (task := self._take_report(node_name, report))]
         if full_listing:
             self._resend_missing(node_name, {r.task_id: r.attempt for r in reports})
-        return self._save(changed)
+        wait = self._save(changed)
+
+        def wait_or_keep() -> None:
+            try:
+                wait()
+            except Exception as exc:  # noqa: BLE001 - the store failed: kept, written again later
+                with self._lock:
+                    fresh = not self._unsaved
+                    self._unsaved.update(t.id for t in changed)
+                (log.warning if fresh else log.debug)("worker %s: %d report(s) not recorded yet (written again "
+                                                      "at the next pass): %s", node_name, len(changed), exc)
+        return wait_or_keep
+
+    def save_unsaved(self: "Manager") -> None:
+        """Write again the tasks whose reports' commit failed, as memory holds them now."""
+        with self._lock:  # queued under the lock, so no older copy lands after a newer one
+            if not self._unsaved:
+                return
+            ids, self._unsaved = self._unsaved, set()
+            items = [("task", i, self._tasks[i].to_dict()) for i in sorted(ids) if i in self._tasks]
+            wait = self._store.submit(items)
+        try:
+            wait()
+        except Exception as exc:  # noqa: BLE001 - the store still fails: at the next pass, then
+            with self._lock:
+                self._unsaved.update(i for i in ids if i in self._tasks)
+            log.debug("%d task(s) still not recorded: %s", len(items), exc)
+            return
+        log.info("%d task(s) whose reports had not been recorded are now", len(items))
 
     def _take_report(self: "Manager", node_name: str, report: Report):
         task = self._tasks.get(report.task_id)

@@ -26,7 +26,7 @@ class ContainerHandlers:
     policy: "Policy"
     _guard: threading.Lock
     _stopping: dict[str, str | None]
-    _oom_waits: dict[str, float]
+    _oom_waits: dict[str, tuple[str, float]]
     clock: Callable[[], float]
     on_container: Callable[[str], None]
     _lock_for: Callable[[str], threading.Lock]
@@ -179,22 +179,20 @@ class ContainerHandlers:
         """True while a memory-limited container killed by SIGKILL (137), not by us and not
         yet marked OOMKilled, waits out `oom_grace`: containerd may deliver the OOM after the
         exit, and Docker marks OOMKilled only then (CI saw "exited with code 137" for an OOM)."""
-        container_id = task.container_id or ""
         if (status is None or status.exit_code != 137 or status.oom_killed or not task.memory
                 or task.id in self._stopping):
-            self._oom_waits.pop(container_id, None)
             return False
-        first = self._oom_waits.setdefault(container_id, self.clock())
-        if self.clock() - first < self.policy.oom_grace:
-            return True
-        del self._oom_waits[container_id]
-        return False
+        seen = self._oom_waits.get(task.id)
+        if seen is None or seen[0] != task.container_id:
+            seen = self._oom_waits[task.id] = (task.container_id or "", self.clock())
+        return self.clock() - seen[1] < self.policy.oom_grace
 
     def _record_exit(self, task_id: str, status: ContainerStatus | None, failure: str | None = None) -> None:
         """Record a container's end: completed, failed, or scheduled again under the restart policy."""
         with self._guard:
             stopping = task_id in self._stopping
             why = self._stopping.pop(task_id, None)
+        self._oom_waits.pop(task_id, None)
         task = self.db.get(task_id)
         delay = backoff_delay(task.restart_count if task else 0, self.policy.restart_backoff,
                               self.policy.restart_backoff_cap, random.random())

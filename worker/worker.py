@@ -77,7 +77,7 @@ class Worker(ContainerHandlers):
         self._control: Executor = executor or DaemonPool(control_threads, f"control-{name}")
         self._stopping: dict[str, str | None] = {}  # task id -> why (None: a stop from the manager)
         self._locks: dict[str, threading.Lock] = {}
-        self._oom_waits: dict[str, float] = {}  # container id -> when its exit was first seen
+        self._oom_waits: dict[str, tuple[str, float]] = {}  # task id -> (container, when its exit was first seen)
         self._delayed: list[tuple[float, int, TaskEvent]] = []
         self._seq = itertools.count()
         self._guard = threading.Lock()
@@ -244,6 +244,7 @@ class Worker(ContainerHandlers):
             if lock is not None and not lock.locked():
                 del self._locks[task_id]
             self._stopping.pop(task_id, None)
+        self._oom_waits.pop(task_id, None)
 
     def _lock_for(self, task_id: str) -> threading.Lock:
         with self._guard:

@@ -1,6 +1,7 @@
 """What a failure leaves behind: a stop whose commit failed leaves its task in the work sets
 (placed at the next pass, not at the 10 s rescan), a worker's reports whose commit failed are
-undone and read again, and a send a worker answers with a 5xx makes
+kept in memory and written at the next pass (also when a user's change to the same task
+commits, or fails, meanwhile), and a send a worker answers with a 5xx makes
 the next liveness pass ask that worker in full, even while its change feed answers."""
 from __future__ import annotations
 
@@ -86,24 +87,122 @@ def test_a_send_answered_with_a_5xx_makes_the_next_pass_check_that_worker_in_ful
     assert all(engines[name] for name in WORKERS if name != placed_on)  # the others still not asked
 
 
-def test_reports_whose_commit_failed_are_undone_and_read_again(clock):
-    """The manager applies a worker's feed, then the store fails the commit: memory goes back
-    to what is durable and the feed's cursor stays, so the next read brings the same reports
-    (before, the cursor had moved on and the store never got them)."""
-    store, workers = FailingStore(), FakeWorkerClient()
+class GatedStore(MemoryStore):
+    """A store whose next commits (one per gate added) are each held until released, then fail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates: list[tuple[threading.Event, threading.Event]] = []
+
+    def hold_next(self) -> tuple[threading.Event, threading.Event]:
+        gate = (threading.Event(), threading.Event())  # (held, release)
+        self.gates.append(gate)
+        return gate
+
+    def submit(self, items):
+        if not self.gates:
+            return super().submit(items)
+        held, release = self.gates.pop(0)
+
+        def wait():
+            held.set()
+            assert release.wait(10)
+            raise OSError("disk full")
+        return wait
+
+
+def running_on_worker(clock):
+    """A manager whose task the worker has just reported running (not read yet)."""
+    store, workers = GatedStore(), FakeWorkerClient()
     manager = Manager(list(WORKERS), workers, RoundRobin(), store, clock=clock)
     manager.sync_nodes()
     task = manager.submit(TaskEvent(task=Task(image="busybox"), state=State.RUNNING))
     manager.dispatch_pending()
     node = manager.get(task.id).node
     manager.sync_tasks()
-    assert manager.get(task.id).state is State.SCHEDULED
     workers.report(node, task.id, state="running", started_at="2026-12-01T00:00:00Z")
-    store.fail_next = True
-    store.release.set()
+    return manager, store, workers, task.id, node
+
+
+def in_thread(call) -> threading.Thread:
+    thread = threading.Thread(target=call)
+    thread.start()
+    return thread
+
+
+def durable(store, task_id) -> tuple:
+    data = store.get("task", task_id)
+    return data["state"], data["desired_state"], data["version"]
+
+
+def in_memory(manager, task_id) -> tuple:
+    task = manager.get(task_id)
+    return task.state.value, task.desired_state, task.version
+
+
+def test_reports_whose_commit_failed_are_kept_and_written_at_the_next_pass(clock):
+    """A report is a fact the feed will not bring again: memory keeps it, and the next
+    dispatch pass writes it (before, it stayed out of the store until the task changed again)."""
+    manager, store, _, task_id, _ = running_on_worker(clock)
+    held, release = store.hold_next()
+    release.set()
     manager.sync_tasks()
-    assert manager.get(task.id).state is State.SCHEDULED
-    assert store.get("task", task.id)["state"] == "scheduled"
+    assert in_memory(manager, task_id)[0] == "running" and durable(store, task_id)[0] == "scheduled"
+    manager.dispatch_pending()
+    assert durable(store, task_id) == in_memory(manager, task_id)
+    assert durable(store, task_id)[0] == "running"
+
+
+def test_a_stop_acknowledged_while_a_report_commit_fails_is_kept(clock):
+    manager, store, workers, task_id, node = running_on_worker(clock)
+    held, release = store.hold_next()
+    feed = in_thread(manager.sync_tasks)
+    assert held.wait(10)
+    assert manager.stop(task_id).desired_state == "stopped"  # its own commit succeeds
+    release.set()
+    feed.join(10)
+    manager.dispatch_pending()
+    assert (node, task_id) in workers.stops  # the pass sent the stop, and took its answer
+    assert durable(store, task_id) == in_memory(manager, task_id)
+    assert durable(store, task_id)[:2] == ("completed", "stopped")
+
+
+def test_a_report_and_a_stop_whose_commits_both_fail(clock):
+    """The stop is refused (503) and undone; the report applied before it stays and is written."""
+    manager, store, _, task_id, _ = running_on_worker(clock)
+    first, second = store.hold_next(), store.hold_next()
+    feed = in_thread(manager.sync_tasks)
+    assert first[0].wait(10)
+    refused: list[Exception] = []
+
+    def stop() -> None:
+        try:
+            manager.stop(task_id)
+        except Unavailable as exc:
+            refused.append(exc)
+    stopping = in_thread(stop)
+    assert second[0].wait(10)
+    first[1].set()
+    feed.join(10)
+    second[1].set()
+    stopping.join(10)
+    assert refused and in_memory(manager, task_id)[:2] == ("running", "running")
+    manager.dispatch_pending()
+    assert durable(store, task_id) == in_memory(manager, task_id)
+
+
+def test_an_answer_whose_commit_failed_while_the_feed_moved_on_is_written(clock):
+    """The feed reads the same report while the answer's commit is held: it is no news to
+    memory, the cursor moves on; the answer's commit then fails, and the pass writes it."""
+    from task.wire import parse_report
+
+    manager, store, workers, task_id, node = running_on_worker(clock)
+    answer = parse_report(dict(workers._tasks[node][task_id]))
+    held, release = store.hold_next()
+    sending = in_thread(lambda: manager._take_reports(node, [answer]))
+    assert held.wait(10)
     manager.sync_tasks()
-    assert manager.get(task.id).state is State.RUNNING
-    assert store.get("task", task.id)["state"] == "running"
+    release.set()
+    sending.join(10)
+    manager.dispatch_pending()
+    assert durable(store, task_id)[0] == in_memory(manager, task_id)[0] == "running"

@@ -74,3 +74,14 @@ def test_other_exits_are_recorded_at_once(worker, wait, memory, exit_code):
     worker.runtime.exit(CONTAINER, exit_code)
     worker._observe(TASK_ID)
     assert observed(worker) == ("failed", exit_code, f"exited with code {exit_code}")
+
+
+def test_a_stop_during_the_wait_records_the_stop_and_forgets_the_wait(worker, clock, wait):
+    running(worker, wait)
+    worker.runtime.exit(CONTAINER, 137)
+    worker._observe(TASK_ID)
+    assert TASK_ID in worker._oom_waits
+    worker.stop(TASK_ID)
+    worker.run_pending()
+    wait(lambda: observed(worker)[0] == "completed")
+    assert worker._oom_waits == {}
