@@ -159,6 +159,7 @@ def test_a_manager_frozen_at_any_byte_it_sends_cannot_keep_the_lease_row_locked(
             runner.start()
             if limit is None:
                 runner.join(10)
+                assert not runner.is_alive()
                 return True, bytes(proxy.recorded)
             deadline = time.monotonic() + 8
             while time.monotonic() < deadline:
@@ -176,8 +177,9 @@ def test_a_manager_frozen_at_any_byte_it_sends_cannot_keep_the_lease_row_locked(
         whole = cut_at(None)[1]
         if action == "write":
             assert other.get("task", "t1") == {"n": 3} and other.get("task", "t0") is None
-        cuts = [end for _, end in frontend_messages(whole)][:-1]
-        cuts += [(a + b) // 2 for a, b in zip([0] + cuts, cuts)]  # inside each message too
+        ends = [end for _, end in frontend_messages(whole)]
+        assert ends and ends[-1] == len(whole), "the action's bytes are whole messages"
+        cuts = ends[:-1] + [(a + b) // 2 for a, b in zip([0] + ends, ends)]  # and inside each message
         assert len(cuts) >= 6, cuts  # BEGIN, a statement or more, COMMIT: each cut twice
         stuck = [(cut, whole[:cut][-40:]) for cut in sorted(set(cuts)) if not cut_at(cut)[0]]
         assert not stuck, stuck
