@@ -80,7 +80,7 @@ class Dispatch:
         node gets its runs and stops in one batched request (nodes in parallel through
         `fan_out`). Each task is handled in its own try. Returns the number of sends that got
         an answer."""
-        self.save_unsaved()
+        saving = self.queue_unsaved()  # waited for at the end: an outage never holds up the sends
         now = self._clock()
         with self._lock:
             if now >= self._next_scan:
@@ -112,6 +112,7 @@ class Dispatch:
         delivered = sum(self.fan_out(calls))
         self.send_kills()
         self.drain_nodes()
+        saving()
         if more:  # the rest of a burst: the next pass at once (pipelined: these run meanwhile)
             self.on_work()
         return delivered

@@ -179,7 +179,12 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
         before the change, copy after it), a field the change set goes back, unless something
         else has set it since (a worker's report applied meanwhile, say, which stays); the
         restored state is published (the undone change was). A task replaced by a reload
-        meanwhile is left alone."""
+        meanwhile is left alone.
+
+        Another commit may have carried the change to the store meanwhile (a report on the
+        same task, say), so the task is written again as restored, at the next pass. What was
+        judged against the undone state goes too: a kill ordered for the attempt that is
+        current again, and the feed's position on its node (read again from the start)."""
         for task, before, after in undo:
             if self._tasks.get(task.id) is not task:
                 continue
@@ -191,6 +196,10 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
             self._track_placement(task)
             self._publish_task(task)
             self._schedule_work(task)
+            self._unsaved.add(task.id)
+            if task.node is not None:
+                self._kills.pop((task.id, task.node, task.attempt), None)
+                self._cursors.pop(task.node, None)
 
     def _notify_change(self) -> None:
         """Wake wait_task() callers (a task was written, or intake closed)."""

@@ -126,7 +126,7 @@ class Mirror:
         A report is a fact the worker will not send again once the feed's cursor has moved
         on, so it is never undone: if its commit fails, the wait logs it and its tasks are
         kept in memory and marked unsaved, written again at each dispatch pass until a
-        commit succeeds (Manager.save_unsaved)."""
+        commit succeeds (queue_unsaved)."""
         changed = [task for report in reports if (task := self._take_report(node_name, report))]
         if full_listing:
             self._resend_missing(node_name, {r.task_id: r.attempt for r in reports})
@@ -138,27 +138,32 @@ class Mirror:
             except Exception as exc:  # noqa: BLE001 - the store failed: kept, written again later
                 with self._lock:
                     fresh = not self._unsaved
-                    self._unsaved.update(t.id for t in changed)
+                    self._unsaved.update(t.id for t in changed if t.id in self._tasks)
                 (log.warning if fresh else log.debug)("worker %s: %d report(s) not recorded yet (written again "
                                                       "at the next pass): %s", node_name, len(changed), exc)
         return wait_or_keep
 
-    def save_unsaved(self: "Manager") -> None:
-        """Write again the tasks whose reports' commit failed, as memory holds them now."""
-        with self._lock:  # queued under the lock, so no older copy lands after a newer one
-            if not self._unsaved:
+    def queue_unsaved(self: "Manager") -> Callable[[], None]:
+        """Write again the tasks whose commit failed and that memory keeps (a worker's reports,
+        an undone change): queued now, under the lock, so no older copy lands after a newer
+        one; returns the wait, which puts them back in the set if this commit fails too."""
+        with self._lock:
+            ids = {i for i in self._unsaved if i in self._tasks}
+            self._unsaved = set()
+            if not ids:
+                return lambda: None
+            wait = self._store.submit([("task", i, self._tasks[i].to_dict()) for i in sorted(ids)])
+
+        def saved() -> None:
+            try:
+                wait()
+            except Exception as exc:  # noqa: BLE001 - the store still fails: at the next pass, then
+                with self._lock:
+                    self._unsaved.update(i for i in ids if i in self._tasks)
+                log.debug("%d task(s) still not recorded: %s", len(ids), exc)
                 return
-            ids, self._unsaved = self._unsaved, set()
-            items = [("task", i, self._tasks[i].to_dict()) for i in sorted(ids) if i in self._tasks]
-            wait = self._store.submit(items)
-        try:
-            wait()
-        except Exception as exc:  # noqa: BLE001 - the store still fails: at the next pass, then
-            with self._lock:
-                self._unsaved.update(i for i in ids if i in self._tasks)
-            log.debug("%d task(s) still not recorded: %s", len(items), exc)
-            return
-        log.info("%d task(s) whose reports had not been recorded are now", len(items))
+            log.info("%d task(s) whose changes had not been recorded are now", len(ids))
+        return saved
 
     def _take_report(self: "Manager", node_name: str, report: Report):
         task = self._tasks.get(report.task_id)

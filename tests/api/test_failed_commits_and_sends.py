@@ -10,7 +10,7 @@ import threading
 from manager.manager import Manager
 from scheduler.round_robin import RoundRobin
 from store import MemoryStore
-from task import State, Task, TaskEvent, Unavailable, WorkerUnavailable
+from task import State, Task, TaskEvent, Unavailable, WorkerUnavailable, WorkerUnreachable
 from tests.api.conftest import WORKERS, FakeWorkerClient
 
 
@@ -206,3 +206,54 @@ def test_an_answer_whose_commit_failed_while_the_feed_moved_on_is_written(clock)
     sending.join(10)
     manager.dispatch_pending()
     assert durable(store, task_id)[0] == in_memory(manager, task_id)[0] == "running"
+
+
+def test_a_refused_stop_that_another_commit_carried_is_written_back(clock):
+    """The stop's commit fails (503), but a report on the same task committed meanwhile and
+    carried desired_state=stopped into the store: the pass writes the task back as restored."""
+    manager, store, _, task_id, _ = running_on_worker(clock)
+    held, release = store.hold_next()
+    refused: list[Exception] = []
+
+    def stop() -> None:
+        try:
+            manager.stop(task_id)
+        except Unavailable as exc:
+            refused.append(exc)
+    stopping = in_thread(stop)
+    assert held.wait(10)
+    manager.sync_tasks()  # the report's commit succeeds, with the stop in it
+    release.set()
+    stopping.join(10)
+    assert refused and in_memory(manager, task_id)[1] == "running"
+    manager.dispatch_pending()
+    assert durable(store, task_id) == in_memory(manager, task_id)
+    manager.reload()
+    assert manager.get(task_id).desired_state == "running"
+
+
+def test_a_kill_judged_against_an_undone_move_is_dropped(clock):
+    """A lost node's move is being committed when the node answers again: its copy looks
+    stale and a kill is ordered. The move's commit fails and is undone, so that copy is the
+    current attempt again: the kill goes, and the task keeps running."""
+    manager, store, workers, task_id, node = running_on_worker(clock)
+    manager.sync_tasks()
+    workers.fail("stats", node, WorkerUnreachable("gone"))
+    settle = manager._settle
+    manager._settle = lambda name: None  # the third missed check declares it lost, not settled yet
+    for _ in range(3):
+        manager.sync_nodes()
+    manager._settle = settle
+    held, release = store.hold_next()
+    settling = in_thread(manager._settle_deferred)
+    assert held.wait(10)
+    workers.heal()
+    manager._answered(manager._by_name[node], workers.stats(node), {"reachable": True})
+    manager.sync_tasks()
+    assert manager._kills  # judged against the move in flight
+    release.set()
+    settling.join(10)
+    assert not manager._kills
+    manager.dispatch_pending()
+    manager.sync_tasks()
+    assert workers.stops == [] and manager.get(task_id).state is State.RUNNING
