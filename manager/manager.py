@@ -220,11 +220,14 @@ class Manager(Intake, Dispatch, Placing, Mirror, Liveness, Queries, PlacementInd
 
         Raises:
             NotFound: unknown id. Conflict: the task already finished.
-            Unavailable: shutting down, or the store could not record it.
+            Unavailable: shutting down, the store could not record it, or its intake or
+                another stop is being recorded right now (its outcome is not known yet).
         """
         self._check_accepting()
         with self._lock:
             task = self._task(task_id)
+            if task_id in self._uncommitted:  # its intake, or another stop, may yet fail: not known yet
+                raise Unavailable(f"task {task_id}: another change to it is being recorded; try again")
             if task.state.is_terminal:
                 raise Conflict(f"task {task_id} is already {task.state.value}")
             if task.desired_state == DESIRED_STOPPED:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from manager.manager import Manager
 from scheduler.round_robin import RoundRobin
 from store import MemoryStore
@@ -257,3 +259,36 @@ def test_a_kill_judged_against_an_undone_move_is_dropped(clock):
     manager.dispatch_pending()
     manager.sync_tasks()
     assert workers.stops == [] and manager.get(task_id).state is State.RUNNING
+
+
+@pytest.mark.parametrize("first", ["intake", "stop"])
+def test_a_stop_while_the_tasks_intake_or_stop_is_being_recorded_answers_503(clock, first):
+    """Its outcome is not known yet: a 200 would acknowledge a stop of a task that may not
+    exist (the intake fails), or that stays running (the first stop fails)."""
+    store, workers = GatedStore(), FakeWorkerClient()
+    manager = Manager(list(WORKERS), workers, RoundRobin(), store, clock=clock)
+    manager.sync_nodes()
+    task = Task(image="busybox")
+    if first == "stop":
+        manager.submit(TaskEvent(task=task, state=State.RUNNING))
+    held, release = store.hold_next()
+    outcome: list[object] = []
+
+    def call() -> None:
+        try:
+            outcome.append(manager.submit(TaskEvent(task=task, state=State.RUNNING)) if first == "intake"
+                           else manager.stop(task.id))
+        except Unavailable as exc:
+            outcome.append(exc)
+    thread = in_thread(call)
+    assert held.wait(10)
+    with pytest.raises(Unavailable, match="being recorded"):
+        manager.stop(task.id)
+    release.set()
+    thread.join(10)
+    assert isinstance(outcome[0], Unavailable)  # the first change failed: nothing was acknowledged
+    if first == "stop":
+        assert store.get("task", task.id)["desired_state"] == "running"
+        assert manager.stop(task.id).desired_state == "stopped"  # a retry now goes through
+    else:
+        assert store.get("task", task.id) is None
