@@ -16,46 +16,18 @@ from task import State, Task, TaskEvent, Unavailable, WorkerUnavailable, WorkerU
 from tests.api.conftest import WORKERS, FakeWorkerClient
 
 
-class FailingStore(MemoryStore):
-    """A store whose next commit is held until `release` is set, then fails."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.held, self.release = threading.Event(), threading.Event()
-        self.fail_next = False
-
-    def submit(self, items):
-        if not self.fail_next:
-            return super().submit(items)
-        self.fail_next = False
-
-        def wait():
-            self.held.set()
-            assert self.release.wait(10)
-            raise OSError("disk full")
-        return wait
-
-
 def test_a_stop_whose_commit_failed_leaves_its_task_to_be_placed_at_the_next_pass(clock):
-    store, workers = FailingStore(), FakeWorkerClient()
+    store, workers = GatedStore(), FakeWorkerClient()
     manager = Manager(list(WORKERS), workers, RoundRobin(), store, clock=clock)
     manager.sync_nodes()
     manager.dispatch_pending()  # the rescan is done: the next one is 10 s away on this clock
     task = manager.submit(TaskEvent(task=Task(image="busybox"), state=State.RUNNING))
-    store.fail_next = True
-    failed: list[Exception] = []
-
-    def stop() -> None:
-        try:
-            manager.stop(task.id)
-        except Unavailable as exc:
-            failed.append(exc)
-    stopping = threading.Thread(target=stop)
-    stopping.start()
-    assert store.held.wait(10)
+    held, release = store.hold_next()
+    stopping, failed = stop_in_thread(manager, task.id)
+    assert held.wait(10)
     manager.dispatch_pending()  # while the stop commits, the task is left alone
     assert workers.sent == []
-    store.release.set()
+    release.set()
     stopping.join(10)
     assert failed and manager.get(task.id).desired_state != "stopped"
     manager.dispatch_pending()
@@ -132,6 +104,18 @@ def in_thread(call) -> threading.Thread:
     return thread
 
 
+def stop_in_thread(manager, task_id) -> tuple[threading.Thread, list[Exception]]:
+    """A user's stop on a thread of its own; the list gets its 503, if it is refused."""
+    refused: list[Exception] = []
+
+    def stop() -> None:
+        try:
+            manager.stop(task_id)
+        except Unavailable as exc:
+            refused.append(exc)
+    return in_thread(stop), refused
+
+
 def durable(store, task_id) -> tuple:
     data = store.get("task", task_id)
     return data["state"], data["desired_state"], data["version"]
@@ -175,14 +159,7 @@ def test_a_report_and_a_stop_whose_commits_both_fail(clock):
     first, second = store.hold_next(), store.hold_next()
     feed = in_thread(manager.sync_tasks)
     assert first[0].wait(10)
-    refused: list[Exception] = []
-
-    def stop() -> None:
-        try:
-            manager.stop(task_id)
-        except Unavailable as exc:
-            refused.append(exc)
-    stopping = in_thread(stop)
+    stopping, refused = stop_in_thread(manager, task_id)
     assert second[0].wait(10)
     first[1].set()
     feed.join(10)
@@ -215,14 +192,7 @@ def test_a_refused_stop_that_another_commit_carried_is_written_back(clock):
     carried desired_state=stopped into the store: the pass writes the task back as restored."""
     manager, store, _, task_id, _ = running_on_worker(clock)
     held, release = store.hold_next()
-    refused: list[Exception] = []
-
-    def stop() -> None:
-        try:
-            manager.stop(task_id)
-        except Unavailable as exc:
-            refused.append(exc)
-    stopping = in_thread(stop)
+    stopping, refused = stop_in_thread(manager, task_id)
     assert held.wait(10)
     manager.sync_tasks()  # the report's commit succeeds, with the stop in it
     release.set()
